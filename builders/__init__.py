@@ -1,0 +1,1 @@
+"""Build-time steps (not in the wheel): dataset -> package data, ImageNet weights + dataset -> model files."""

@@ -1,0 +1,61 @@
+"""Open a built wheel as a zip and check it carries the model its card describes and every demo photo.
+
+    python -m builders.verify_wheel dist/muffin_v_chihuahua-<version>-py3-none-any.whl
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import zipfile
+from pathlib import Path
+
+from builders.data import CHECKSUMS, dataset_digest, parse_checksums
+
+PACKAGE = "muffin_v_chihuahua"
+PYPI_FILE_LIMIT = 100 * 1024 * 1024  # PyPI's default per-file upload limit
+
+
+def verify(wheel: Path) -> list[str]:
+    """Return the problems found (none: the wheel is complete)."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        card = json.loads(archive.read(f"{PACKAGE}/model/card.json"))
+        problems = []
+        for engine, model in card["files"].items():
+            member = f"{PACKAGE}/model/{model['file']}"
+            if member not in names:
+                problems.append(f"{member} ({engine} model) is missing")
+            elif hashlib.sha256(archive.read(member)).hexdigest() != model["sha256"]:
+                problems.append(f"{member} does not have the SHA-256 its card states")
+        for required in (f"{PACKAGE}/model/{card['imagenet_class_names']}", f"{PACKAGE}/data/SOURCE.md"):
+            if required not in names:
+                problems.append(f"{required} is missing")
+        photos = parse_checksums(archive.read(f"{PACKAGE}/data/{CHECKSUMS}").decode())
+        if dataset_digest(photos) != card["dataset"]["sha256"]:
+            problems.append(f"{PACKAGE}/data/{CHECKSUMS} is not the dataset the model was built on")
+        for name, digest in sorted(photos.items()):
+            member = f"{PACKAGE}/data/{name}"
+            if member not in names:
+                problems.append(f"photo {member} is missing")
+            elif hashlib.sha256(archive.read(member)).hexdigest() != digest:
+                problems.append(f"photo {member} differs from the dataset")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    wheel = Path((argv or sys.argv[1:])[0])
+    problems = verify(wheel)
+    for problem in problems:
+        print(f"verify-wheel: {problem}", file=sys.stderr)
+    size = wheel.stat().st_size
+    limit = "over" if size > PYPI_FILE_LIMIT else "under"
+    print(f"verify-wheel: {wheel.name} is {size / 1e6:.1f} MB, {limit} PyPI's default {PYPI_FILE_LIMIT / 2**20:.0f} MiB file limit")
+    if not problems:
+        print("verify-wheel: model SHA-256 matches its card; all demo photos present")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+# muffin-v-chihuahua: `make` lists the targets. The two set-up commands: `make run-app` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+BACKBONE ?= auto
+PORT ?= 8080
+# A dataset folder, or an http(s) URL of an archive (then DATASET_SHA256 pins it).
+DATASET ?= $(firstword $(wildcard ../shared/datasets/muffin-v-chihuahua))
+DATASET_SHA256 ?=
+VENV ?= .venv
+APP_VENV ?= .venv-app
+PYTEST_ARGS ?=
+
+VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' muffin_v_chihuahua/__init__.py)
+WHEEL = dist/muffin_v_chihuahua-$(VERSION)-py3-none-any.whl
+DATA_STAMP = muffin_v_chihuahua/data/SHA256SUMS
+MODEL_CARD = muffin_v_chihuahua/model/card.json
+PIP = $(VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
+
+.PHONY: help data model package-wheel verify-wheel install-app run-app test clean
+
+help: ## list the targets
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements/build.txt requirements/constraints.txt setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -r requirements/build.txt -e .
+	touch $@
+
+data: $(DATA_STAMP) ## copy the labelled photos into the package, SHA-256 checked (DATASET=folder|URL)
+$(DATA_STAMP): $(VENV)/.installed builders/data.py
+	@test -n "$(DATASET)" || { echo "data: set DATASET to a dataset folder or archive URL"; exit 1; }
+	$(VENV)/bin/python -m builders.data --source "$(DATASET)" --sha256 "$(DATASET_SHA256)" --dest muffin_v_chihuahua/data
+
+model: $(MODEL_CARD) ## build the model file and its card (BACKBONE=auto|inception-v3|efficientnet-lite0)
+$(MODEL_CARD): $(DATA_STAMP) $(wildcard builders/*.py)
+	$(VENV)/bin/python -m builders.model --backbone $(BACKBONE) --data muffin_v_chihuahua/data --out muffin_v_chihuahua/model
+
+package-wheel: $(WHEEL) ## build the wheel: code, model, card, class names and photos
+$(WHEEL): $(MODEL_CARD) $(wildcard muffin_v_chihuahua/*.py) setup.cfg MANIFEST.in
+	rm -rf build dist/*.whl
+	$(VENV)/bin/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
+
+verify-wheel: $(WHEEL) ## check the wheel holds the model with its card's SHA-256 and every photo
+	$(VENV)/bin/python -m builders.verify_wheel $(WHEEL)
+
+install-app: $(APP_VENV)/.installed ## a fresh virtual environment with the wheel only
+$(APP_VENV)/.installed: $(WHEEL)
+	rm -rf $(APP_VENV)
+	$(PYTHON) -m venv $(APP_VENV)
+	$(APP_VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt $(WHEEL)
+	touch $@
+
+run-app: verify-wheel install-app ## the main job: data, model, wheel, then the page on PORT (8080)
+	$(APP_VENV)/bin/muffin-v-chihuahua run-demo --server.port $(PORT)
+
+test: $(VENV)/.installed data model verify-wheel ## run the tests (unit, page, integration)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean: ## remove built artefacts and virtual environments
+	rm -rf build dist *.egg-info muffin_v_chihuahua/data muffin_v_chihuahua/model $(VENV) $(APP_VENV) test-artifacts

@@ -1,0 +1,165 @@
+"""The console script `muffin-v-chihuahua`: run-demo, predict, info."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from muffin_v_chihuahua import __version__, demo, engines, images
+
+PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
+DEMO_DEFAULTS = {
+    "--server.port": "8080",
+    "--server.headless": "true",
+    "--server.maxUploadSize": str(images.MAX_UPLOAD_MB),
+    "--browser.gatherUsageStats": "false",
+}
+BATCH = 16
+
+
+def run_demo(streamlit_options: list[str], engine: str) -> int:
+    """Start the page with Streamlit's supported entry point; our defaults yield to the caller's options."""
+    given = {option.split("=", 1)[0] for option in streamlit_options if option.startswith("--")}
+    defaults = [f"{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
+    environment = {**os.environ, "MUFFIN_V_CHIHUAHUA_ENGINE": engine}
+    command = [sys.executable, "-m", "streamlit", "run", str(PAGE), *defaults, *streamlit_options]
+    try:
+        return subprocess.call(command, env=environment)
+    except KeyboardInterrupt:
+        return 130
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """Named files as given; folders searched recursively for photos."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in demo.PHOTO_SUFFIXES)
+        else:
+            found.append(path)
+    return found
+
+
+def predict(paths: list[Path], output: str, engine: str) -> int:
+    from muffin_v_chihuahua.classifier import Classifier
+
+    files = image_files(paths)
+    classifier = Classifier(engine=engine)
+    writer = OUTPUTS[output]()
+    failures = 0
+    show_progress = sys.stderr.isatty() and len(files) > BATCH
+    for start in range(0, len(files), BATCH):
+        decoded = []
+        for path in files[start : start + BATCH]:
+            try:
+                decoded.append((path, images.decode(path.read_bytes(), classifier.input_size)))
+            except (images.ImageError, OSError) as error:
+                failures += 1
+                print(f"muffin-v-chihuahua: skipped {path}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
+        for (path, _), prediction in zip(decoded, classifier.predict([array for _, array in decoded])):
+            writer.write(str(path), prediction)
+        if show_progress:
+            done = min(start + BATCH, len(files))
+            print(f"\r{done}/{len(files)} photos", end="" if done < len(files) else "\n", file=sys.stderr)
+    writer.close()
+    return 1 if failures else 0
+
+
+class TableOutput:
+    def __init__(self):
+        self.rows = []
+
+    def write(self, path: str, prediction) -> None:
+        top = prediction.imagenet[0]
+        self.rows.append((path, prediction.verdict, f"{prediction.probability:.1%}", f"{top.name} {top.probability:.0%}"))
+
+    def close(self) -> None:
+        header = ("photo", "verdict", "probability", "top ImageNet label")
+        widths = [max(len(row[i]) for row in [header, *self.rows]) for i in range(len(header))]
+        for row in [header, *self.rows]:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+class JsonLinesOutput:
+    def write(self, path: str, prediction) -> None:
+        print(json.dumps({"path": path, **prediction.to_dict()}), flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class CsvOutput:
+    def __init__(self):
+        self.writer = csv.writer(sys.stdout)
+        self.writer.writerow(["path", "verdict", "probability", "top1", "top1_probability", "top2", "top3"])
+
+    def write(self, path: str, prediction) -> None:
+        first, *others = prediction.imagenet
+        self.writer.writerow([path, prediction.verdict, f"{prediction.probability:.6f}", first.name,
+                              f"{first.probability:.6f}", *(label.name for label in others)])
+
+    def close(self) -> None:
+        sys.stdout.flush()
+
+
+OUTPUTS = {"table": TableOutput, "json": JsonLinesOutput, "csv": CsvOutput}
+
+
+def info(engine: str) -> int:
+    from muffin_v_chihuahua.classifier import Classifier
+
+    classifier = Classifier(engine=engine)
+    photos = demo.photos()
+    counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card["class_names"]}
+    print(f"muffin-v-chihuahua {__version__}")
+    print(f"engine: {classifier.engine}")
+    print("demo photos: " + ", ".join(f"{count} {label}" for label, count in counts.items()))
+    print("model card:")
+    print(json.dumps(classifier.card, indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="muffin-v-chihuahua", description="Tell a muffin from a chihuahua in a photo.")
+    top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+    engine_help = "which engine runs the model (auto: the best one installed)"
+
+    run = commands.add_parser("run-demo", help="start the Streamlit page (port 8080); other options go to Streamlit")
+    run.add_argument("--engine", choices=engines.ENGINES, default="auto", help=engine_help)
+
+    classify = commands.add_parser("predict", help="classify photos and folders of photos")
+    classify.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    formats = classify.add_mutually_exclusive_group()
+    formats.add_argument("--json", dest="output", action="store_const", const="json", help="one JSON object per line")
+    formats.add_argument("--csv", dest="output", action="store_const", const="csv", help="CSV with a header")
+    classify.set_defaults(output="table")
+    classify.add_argument("--engine", choices=engines.ENGINES, default="auto", help=engine_help)
+
+    describe = commands.add_parser("info", help="version, model card and demo photo counts")
+    describe.add_argument("--engine", choices=engines.ENGINES, default="auto", help=engine_help)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parser().parse_known_args(argv)
+    if extra and args.command != "run-demo":
+        parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.command == "run-demo":
+            return run_demo(extra, args.engine)
+        if args.command == "predict":
+            return predict(args.paths, args.output, args.engine)
+        return info(args.engine)
+    except engines.EngineUnavailable as error:
+        print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The embedded model: loaded once from the package, `predict(batch) -> [Prediction]`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Sequence
+
+import numpy as np
+
+from muffin_v_chihuahua import engines
+
+TOP_LABELS = 3
+
+
+@dataclass(frozen=True)
+class Label:
+    name: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    verdict: str  # one of the card's class names
+    probability: float  # of the verdict
+    imagenet: tuple[Label, ...]  # the top ImageNet labels, most likely first
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Classifier:
+    """The model files bundled in the package, run by one engine; loading is the slow part, so do it once."""
+
+    def __init__(self, engine: str = "auto"):
+        model_dir = resources.files("muffin_v_chihuahua") / "model"
+        self.card = json.loads((model_dir / "card.json").read_text())
+        self._imagenet_names = json.loads((model_dir / self.card["imagenet_class_names"]).read_text())
+        with resources.as_file(model_dir) as path:
+            self._engine = engines.load(engine, path, self.card)
+        self.input_size: tuple[int, int] = tuple(self.card["input_size"])  # (width, height)
+
+    @property
+    def engine(self) -> str:
+        return self._engine.name
+
+    def predict(self, batch: Sequence[np.ndarray]) -> list[Prediction]:
+        """Model input arrays (see images.decode with `input_size`) -> one Prediction each."""
+        if len(batch) == 0:
+            return []
+        imagenet, verdict = self._engine.run(self._stack(batch))
+        return [self._prediction(i, v) for i, v in zip(imagenet, verdict)]
+
+    def _stack(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        expected = (self.input_size[1], self.input_size[0], 3)
+        for array in batch:
+            if array.shape != expected:
+                raise ValueError(f"expected an array of shape {expected}, got {array.shape}")
+        return np.ascontiguousarray(np.stack(batch), dtype=np.float32)
+
+    def _prediction(self, imagenet: np.ndarray, verdict: np.ndarray) -> Prediction:
+        best = int(np.argmax(verdict))
+        top = np.argsort(imagenet)[::-1][:TOP_LABELS]
+        return Prediction(
+            verdict=self.card["class_names"][best],
+            probability=float(verdict[best]),
+            imagenet=tuple(Label(self._imagenet_names[i], float(imagenet[i])) for i in top),
+        )

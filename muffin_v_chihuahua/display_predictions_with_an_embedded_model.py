@@ -1,0 +1,93 @@
+"""The Streamlit page: demo photos and uploads, each with the model's verdict.
+
+Started by `muffin-v-chihuahua run-demo` (python -m streamlit run <this file>). Streamlit reruns this
+script on every interaction; the model is loaded once per process by st.cache_resource.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import streamlit as st
+
+from muffin_v_chihuahua import __version__, demo, images
+from muffin_v_chihuahua.classifier import Classifier, Prediction
+
+ENGINE_VARIABLE = "MUFFIN_V_CHIHUAHUA_ENGINE"
+DEMO_COUNT = 3
+EMOJI = {"chihuahua": "🐶", "muffin": "🍪"}
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def load_classifier() -> Classifier:
+    return Classifier(engine=os.environ.get(ENGINE_VARIABLE, "auto"))
+
+
+def shuffle_demo_photos() -> None:
+    st.session_state.demo_photos = random.sample(demo.photos(), DEMO_COUNT)
+
+
+def show_prediction(prediction: Prediction, truth: str | None = None) -> None:
+    verdict = f"**{prediction.verdict}** {EMOJI.get(prediction.verdict, '')} {prediction.probability:.1%}"
+    if truth is not None:
+        verdict += " ✅" if prediction.verdict == truth else f" ❌ (it is a {truth})"
+    st.markdown(verdict)
+    st.caption(" · ".join(f"{label.name} {label.probability:.0%}" for label in prediction.imagenet))
+
+
+def show_demo(classifier: Classifier) -> None:
+    st.subheader("Three demo photos")
+    st.button("Shuffle & predict", on_click=shuffle_demo_photos, type="primary")
+    if "demo_photos" not in st.session_state:
+        shuffle_demo_photos()
+    photos = st.session_state.demo_photos
+    pictures = [images.open_rgb(photo.file.read_bytes()) for photo in photos]
+    predictions = classifier.predict([images.to_array(p, classifier.input_size) for p in pictures])
+    for column, photo, picture, prediction in zip(st.columns(DEMO_COUNT), photos, pictures, predictions):
+        with column:
+            st.image(picture, caption=f"{photo.name} (true label: {photo.label})", width="stretch")
+            show_prediction(prediction, truth=photo.label)
+
+
+def show_uploads(classifier: Classifier) -> None:
+    st.subheader("Your own photos")
+    limit_mb = min(st.get_option("server.maxUploadSize"), images.MAX_UPLOAD_MB)
+    uploads = st.file_uploader(
+        f"JPEG, PNG, WebP or GIF, up to {limit_mb} MB each",
+        type=list(images.UPLOAD_EXTENSIONS),
+        accept_multiple_files=True,
+    )
+    for upload in uploads or []:
+        try:
+            picture = images.open_rgb(upload.getvalue())
+        except images.ImageError as error:
+            st.error(f"{upload.name}: {error}")
+            continue
+        [prediction] = classifier.predict([images.to_array(picture, classifier.input_size)])
+        left, right = st.columns([1, 2])
+        left.image(picture, caption=upload.name, width="stretch")
+        with right:
+            show_prediction(prediction)
+
+
+def show_model_card(classifier: Classifier) -> None:
+    card = classifier.card
+    with st.expander("Model card"):
+        st.markdown(
+            f"- backbone: **{card['backbone']}**, input {card['input_size'][0]}×{card['input_size'][1]}\n"
+            f"- cross-validated accuracy: **{card['evaluation']['accuracy']:.1%}** "
+            f"on {card['evaluation']['photos']} photos\n"
+            f"- engine: **{classifier.engine}**\n"
+            f"- model SHA-256: `{card['files']['keras']['sha256']}`\n"
+            f"- app version {__version__}, model built {card['built_at']}"
+        )
+        st.caption(demo.credit())
+
+
+st.set_page_config(page_title="Muffin or chihuahua", page_icon="🐶", layout="wide")
+st.title("Muffin 🍪 or chihuahua 🐶")
+model = load_classifier()
+show_demo(model)
+show_uploads(model)
+show_model_card(model)

@@ -1,0 +1,89 @@
+"""Image bytes -> an RGB picture and the model's input array, or one clear ImageError."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Larger uploads are refused before they are read: the page, the CLI and the service share it.
+MAX_UPLOAD_MB = 10
+# A 40-megapixel photo decodes to ~120 MB of RGB; anything larger is refused from its header,
+# before decoding, so a small file that declares a huge image cannot exhaust memory.
+MAX_PIXELS = 40_000_000
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif")
+SIGNATURES = {b"\xff\xd8": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\0": "TIFF", b"MM\0*": "TIFF"}
+
+
+class ImageError(ValueError):
+    """The bytes are not a photo this app can classify; the message says why, for a person."""
+
+
+def open_rgb(data: bytes) -> Image.Image:
+    """Decode image bytes to an upright 8-bit RGB picture (first frame of an animation)."""
+    if not data:
+        raise ImageError("the file is empty")
+    if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
+        raise ImageError(f"the file is larger than {MAX_UPLOAD_MB} MB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"the image has more than {MAX_PIXELS:,} pixels") from None
+    except Exception:  # Pillow raises many types for bytes it cannot identify
+        kind = _kind_from_signature(data)
+        if kind:
+            raise ImageError(f"the {kind} file is truncated or corrupt") from None
+        raise ImageError("the file is not an image (accepted: JPEG, PNG, WebP, GIF, BMP, TIFF)") from None
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageError(
+            f"the image is {image.width}x{image.height}, more than {MAX_PIXELS:,} pixels"
+        )
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+    except ImageError:
+        raise
+    except Exception:
+        raise ImageError(f"the {image.format} file is truncated or corrupt") from None
+
+
+def to_array(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """Resize the whole picture (no crop) to the model's (width, height): float32 RGB 0..255."""
+    return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def decode(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """Image bytes -> the model's input array."""
+    return to_array(open_rgb(data), size)
+
+
+def _kind_from_signature(data: bytes) -> str | None:
+    """The format a file's first bytes claim, to tell a damaged photo from something else."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for signature, kind in SIGNATURES.items():
+        if data.startswith(signature):
+            return kind
+    return None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # 16-bit and float grey: scale to 8 bits rather than clip to white.
+        values = np.asarray(image, dtype=np.float32)
+        scale = 257.0 if values.max(initial=0) > 255 else 1.0
+        image = Image.fromarray(np.clip(values / scale, 0, 255).astype(np.uint8), "L")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        # Transparent pixels become white, as a viewer would show them, not black.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")

@@ -1,0 +1,3 @@
+from setuptools import setup  # metadata lives in setup.cfg
+
+setup()
