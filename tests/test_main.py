@@ -1,0 +1,67 @@
+"""The console script (muffin_v_chihuahua.__main__): predict, info, --version; run-demo is in test_wheel."""
+
+import csv
+import io
+import json
+import shutil
+
+import pytest
+
+from muffin_v_chihuahua import __version__
+from muffin_v_chihuahua.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory, dataset_dir):
+    """A folder tree with two muffins, two chihuahuas (one nested) and one bad file."""
+    root = tmp_path_factory.mktemp("photos")
+    (root / "nested").mkdir()
+    for label in ("muffin", "chihuahua"):
+        first, second = sorted((dataset_dir / label).iterdir())[:2]
+        shutil.copy(first, root / f"{label}-a.jpg")
+        shutil.copy(second, root / "nested" / f"{label}-b.jpg")
+    (root / "notes.jpg").write_text("not a photo")
+    (root / "readme.txt").write_text("ignored: not a photo suffix")
+    return root
+
+
+def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys):
+    assert main(["predict", str(photo_folder)]) == 1
+    out, err = capsys.readouterr()
+    rows = out.strip().splitlines()
+    assert rows[0].split()[:3] == ["photo", "verdict", "probability"]
+    assert len(rows) == 5
+    for row in rows[1:]:
+        assert row.split()[1] == ("muffin" if "muffin-" in row else "chihuahua")
+    assert "notes.jpg" in err and "not an image" in err and "readme.txt" not in out + err
+
+
+def test_predict_json_gives_one_object_per_line(photo_folder, capsys):
+    assert main(["predict", "--json", str(photo_folder / "muffin-a.jpg")]) == 0
+    [line] = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(line)
+    assert result["path"].endswith("muffin-a.jpg") and result["verdict"] == "muffin"
+    assert len(result["imagenet"]) == 3 and 0 <= result["probability"] <= 1
+
+
+def test_predict_csv_has_a_header_and_a_row_per_photo(photo_folder, capsys):
+    assert main(["predict", "--csv", str(photo_folder / "nested")]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert sorted(row["verdict"] for row in rows) == ["chihuahua", "muffin"]
+
+
+def test_a_missing_file_is_reported_and_fails(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nowhere.jpg")]) == 1
+    assert "nowhere.jpg" in capsys.readouterr().err
+
+
+def test_info_prints_version_card_and_photo_counts(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert __version__ in out and "65 chihuahua, 55 muffin" in out and '"backbone"' in out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0 and __version__ in capsys.readouterr().out
