@@ -95,9 +95,9 @@ def _keras_cache(cache_dir: str | Path | None = None) -> Path:
     return Path(cache_dir or os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
 
 
-def _inception_v3_cached(sha256: str = INCEPTION_V3_SHA256, cache_dir: str | Path | None = None) -> bool:
+def _inception_v3_cached(sha256: str | None = None, cache_dir: str | Path | None = None) -> bool:
     cached = _keras_cache(cache_dir) / INCEPTION_V3_FILE
-    return cached.is_file() and sha256_of(cached) == sha256
+    return cached.is_file() and sha256_of(cached) == (sha256 or INCEPTION_V3_SHA256)
 
 
 def _unreachable(url: str) -> str | None:
@@ -110,9 +110,13 @@ def _unreachable(url: str) -> str | None:
 
 
 def inception_v3_weights(
-    origin: str = INCEPTION_V3_ORIGIN, sha256: str = INCEPTION_V3_SHA256, cache_dir: str | Path | None = None
+    origin: str | None = None, sha256: str | None = None, cache_dir: str | Path | None = None
 ) -> Path:
-    """The weights file from Keras' cache, downloaded there first if needed; its SHA-256 must match."""
+    """The weights file from Keras' cache, downloaded there first if needed; its SHA-256 must match.
+
+    origin and sha256 default to the official file (read at call time, so tests can point them elsewhere).
+    """
+    origin, sha256 = origin or INCEPTION_V3_ORIGIN, sha256 or INCEPTION_V3_SHA256
     cached = _keras_cache(cache_dir) / INCEPTION_V3_FILE
     if not _inception_v3_cached(sha256, cache_dir):
         problem = _unreachable(origin)
@@ -124,7 +128,7 @@ def inception_v3_weights(
     try:
         path = keras.utils.get_file(
             INCEPTION_V3_FILE, origin, file_hash=sha256, hash_algorithm="sha256",
-            cache_subdir="models", cache_dir=cache_dir,
+            cache_subdir="models", cache_dir=str(cached.parent.parent),  # the folder checked above
         )
     except ValueError as error:  # get_file leaves a file with the wrong hash in the cache
         cached.unlink(missing_ok=True)

@@ -183,7 +183,7 @@ def test_archive_with_a_wrong_sha256_is_refused(dest, archive_url):
 
 def test_archive_without_a_sha256_is_refused(dest, archive_url):
     url, _ = archive_url
-    with pytest.raises(DatasetError, match="SHA-256"):
+    with pytest.raises(DatasetError, match="needs its pinned SHA-256"):
         data.build(url, dest)
     assert_no_partial(dest)
 
