@@ -26,7 +26,7 @@ help: ## list the targets
 $(VENV)/.installed: requirements/build.txt requirements/constraints.txt setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -r requirements/build.txt -e .
+	$(PIP) -r requirements/build.txt -e '.[keras]'
 	touch $@
 
 data: $(DATA_STAMP) ## copy the labelled photos into the package, SHA-256 checked (DATASET=folder|URL)

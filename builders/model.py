@@ -1,10 +1,11 @@
-"""ImageNet backbone + a muffin/chihuahua head trained on the demo photos -> one .h5 and its model card.
+"""ImageNet backbone + a muffin/chihuahua head trained on the demo photos -> one model, as .h5 and .onnx, and its card.
 
     python -m builders.model --backbone auto --data muffin_v_chihuahua/data --out muffin_v_chihuahua/model
 
 The saved model is made of built-in Keras layers only (loading it runs no custom code). Input: RGB
 0..255 at the backbone's size (preprocessing is inside). Outputs, in order: the 1000 ImageNet
-probabilities and the [chihuahua, muffin] probabilities.
+probabilities and the [chihuahua, muffin] probabilities. The .onnx is the same model for ONNX
+Runtime; the build stops unless both files give the same verdicts on every photo.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from builders.data import LABELS, dataset_digest, read_checksums, sha256_of, ver
 from muffin_v_chihuahua import __version__, images
 
 MODEL_FILE = "muffin_v_chihuahua.h5"
+ONNX_FILE = "muffin_v_chihuahua.onnx"
+AGREEMENT_TOLERANCE = 1e-4  # largest probability difference allowed between the .h5 and the .onnx
 CARD_FILE = "card.json"
 CLASS_NAMES_FILE = "imagenet_classes.json"
 FOLDS = 5
@@ -90,11 +93,46 @@ def assemble(base, weights: np.ndarray, bias: float):
     verdict = head(features)
     # softmax([-z/2, z/2]) = [1 - sigmoid(z), sigmoid(z)]: the logistic model, as two classes.
     head.set_weights([np.stack([-weights / 2, weights / 2], axis=1), np.array([-bias / 2, bias / 2])])
-    return keras.Model(base.inputs, [imagenet, verdict], name="muffin_v_chihuahua")
+    return keras.Model(base.input, [imagenet, verdict], name="muffin_v_chihuahua")
+
+
+class AgreementError(RuntimeError):
+    """The .onnx does not compute what the .h5 computes."""
+
+
+def export_onnx(model, path: Path, sample: np.ndarray) -> None:
+    """Keras' own ONNX export (through tf2onnx), batch dimension left dynamic."""
+    model(sample)  # export refuses a model that has never been called
+    model.export(str(path), format="onnx", verbose=False)
+
+
+def check_agreement(h5_path: Path, onnx_path: Path, photos: np.ndarray) -> dict:
+    """Run both saved files on every photo: same verdicts and probabilities within AGREEMENT_TOLERANCE."""
+    from muffin_v_chihuahua.engines import KerasEngine, OnnxEngine  # the very code the app runs them with
+
+    def run_all(engine) -> tuple[np.ndarray, np.ndarray]:
+        outputs = [engine.run(photos[i : i + 16]) for i in range(0, len(photos), 16)]
+        imagenet, verdict = (np.concatenate(parts) for parts in zip(*outputs))
+        return imagenet, verdict
+
+    keras_imagenet, keras_verdict = run_all(KerasEngine(h5_path))
+    onnx_imagenet, onnx_verdict = run_all(OnnxEngine(onnx_path))
+    difference = float(max(np.abs(keras_imagenet - onnx_imagenet).max(), np.abs(keras_verdict - onnx_verdict).max()))
+    same_verdicts = bool((keras_verdict.argmax(1) == onnx_verdict.argmax(1)).all())
+    agreement = {
+        "photos": len(photos),
+        "same_verdicts": same_verdicts,
+        "max_probability_difference": difference,
+        "tolerance": AGREEMENT_TOLERANCE,
+        "onnxruntime": importlib.metadata.version("onnxruntime"),
+    }
+    if not same_verdicts or difference >= AGREEMENT_TOLERANCE:
+        raise AgreementError(f"the .onnx disagrees with the .h5: {agreement}")
+    return agreement
 
 
 def library_versions() -> dict[str, str]:
-    return {name: importlib.metadata.version(name) for name in ("tensorflow-cpu", "keras", "numpy", "Pillow")}
+    return {name: importlib.metadata.version(name) for name in ("tensorflow-cpu", "keras", "tf2onnx", "numpy", "Pillow")}
 
 
 def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
@@ -112,8 +150,11 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
     model = assemble(base, weights, bias)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = out_dir / MODEL_FILE
+    model_path, onnx_path = out_dir / MODEL_FILE, out_dir / ONNX_FILE
     model.save(model_path)
+    export_onnx(model, onnx_path, photos[:1])
+    agreement = check_agreement(model_path, onnx_path, photos)
+    print(f"model: .h5 and .onnx agree on {len(photos)} photos (largest difference {agreement['max_probability_difference']:.1e})")
     (out_dir / CLASS_NAMES_FILE).write_text(json.dumps(backbones.imagenet_class_names(), indent=0))
     card = {
         "name": "muffin-v-chihuahua",
@@ -124,7 +165,11 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         "input": "RGB float32 0..255, NHWC; preprocessing is inside the model",
         "outputs": ["imagenet", "verdict"],
         "class_names": list(LABELS),
-        "files": {"keras": {"file": MODEL_FILE, "sha256": sha256_of(model_path), "bytes": model_path.stat().st_size}},
+        "files": {
+            engine: {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size}
+            for engine, path in (("keras", model_path), ("onnx", onnx_path))
+        },
+        "agreement": agreement,
         "imagenet_class_names": CLASS_NAMES_FILE,
         "head": {"type": "logistic regression on the pooled features", "l2": L2},
         "evaluation": {
@@ -139,7 +184,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         "build_seconds": round(time.monotonic() - started, 1),
     }
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
-    print(f"model: wrote {model_path} ({model_path.stat().st_size / 1e6:.1f} MB) and {out_dir / CARD_FILE}")
+    print(f"model: wrote {model_path}, {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB) and {out_dir / CARD_FILE}")
     return card
 
 
@@ -151,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         build(args.backbone, args.data, args.out)
-    except backbones.BackboneUnavailable as error:
+    except (backbones.BackboneUnavailable, AgreementError) as error:
         print(f"model: {error}", file=sys.stderr)
         return 1
     return 0

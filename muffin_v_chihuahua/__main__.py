@@ -26,7 +26,7 @@ def run_demo(streamlit_options: list[str], engine: str) -> int:
     """Start the page with Streamlit's supported entry point; our defaults yield to the caller's options."""
     given = {option.split("=", 1)[0] for option in streamlit_options if option.startswith("--")}
     defaults = [f"{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
-    environment = {**os.environ, "MUFFIN_V_CHIHUAHUA_ENGINE": engine}
+    environment = {**os.environ, engines.ENGINE_VARIABLE: engines.resolve(engine)}
     command = [sys.executable, "-m", "streamlit", "run", str(PAGE), *defaults, *streamlit_options]
     try:
         return subprocess.call(command, env=environment)

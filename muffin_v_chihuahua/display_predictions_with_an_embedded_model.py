@@ -11,17 +11,16 @@ import random
 
 import streamlit as st
 
-from muffin_v_chihuahua import __version__, demo, images
+from muffin_v_chihuahua import __version__, demo, engines, images
 from muffin_v_chihuahua.classifier import Classifier, Prediction
 
-ENGINE_VARIABLE = "MUFFIN_V_CHIHUAHUA_ENGINE"
 DEMO_COUNT = 3
 EMOJI = {"chihuahua": "🐶", "muffin": "🍪"}
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def load_classifier() -> Classifier:
-    return Classifier(engine=os.environ.get(ENGINE_VARIABLE, "auto"))
+def load_classifier(engine: str) -> Classifier:
+    return Classifier(engine=engine)
 
 
 def shuffle_demo_photos() -> None:
@@ -79,7 +78,8 @@ def show_model_card(classifier: Classifier) -> None:
             f"- cross-validated accuracy: **{card['evaluation']['accuracy']:.1%}** "
             f"on {card['evaluation']['photos']} photos\n"
             f"- engine: **{classifier.engine}**\n"
-            f"- model SHA-256: `{card['files']['keras']['sha256']}`\n"
+            f"- model file: `{card['files'][classifier.engine]['file']}`, "
+            f"SHA-256 `{card['files'][classifier.engine]['sha256']}`\n"
             f"- app version {__version__}, model built {card['built_at']}"
         )
         st.markdown(demo.credit())
@@ -87,7 +87,11 @@ def show_model_card(classifier: Classifier) -> None:
 
 st.set_page_config(page_title="Muffin or chihuahua", page_icon="🐶", layout="wide")
 st.title("Muffin 🍪 or chihuahua 🐶")
-model = load_classifier()
+try:
+    model = load_classifier(os.environ.get(engines.ENGINE_VARIABLE, "auto"))
+except engines.EngineUnavailable as error:
+    st.error(f"The model cannot run here: {error}")
+    st.stop()
 show_demo(model)
 show_uploads(model)
 show_model_card(model)

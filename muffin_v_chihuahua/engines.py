@@ -1,17 +1,23 @@
-"""Run the model file: `keras` (the .h5 through TensorFlow). The classifier does not know which engine it has."""
+"""Run the model file: `onnx` (ONNX Runtime, the default) or `keras` (the .h5 through TensorFlow).
+
+The classifier does not know which engine it has; TensorFlow is imported only by the keras engine.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-ENGINES = ("auto", "keras")
+ENGINES = ("auto", "onnx", "keras")
+ENGINE_VARIABLE = "MUFFIN_V_CHIHUAHUA_ENGINE"  # how the page and the container choose
 
 
 class EngineUnavailable(RuntimeError):
-    """The chosen engine's libraries are not installed; the message names the extra to install."""
+    """The chosen engine's libraries are not installed; the message names what to install."""
 
 
 class Engine(Protocol):
@@ -21,19 +27,36 @@ class Engine(Protocol):
         """(N, H, W, 3) float32 RGB 0..255 -> (ImageNet probabilities (N, 1000), verdict probabilities (N, 2))."""
 
 
+class OnnxEngine:
+    """The .onnx in ONNX Runtime on the CPU: one session, as many threads as this process may use."""
+
+    name = "onnx"
+
+    def __init__(self, model_path: Path):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        # The cores this process may use (a container's CPU set), not the host's count.
+        options.intra_op_num_threads = len(os.sched_getaffinity(0))
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        imagenet, verdict = self._session.run(None, {self._input: batch})
+        return imagenet, verdict
+
+
 class KerasEngine:
     """The .h5 in TensorFlow, called through a tf.function: about twice as fast as model.predict per image."""
 
     name = "keras"
 
     def __init__(self, model_path: Path):
-        try:
-            import keras
-            import tensorflow as tf
-        except ImportError:
-            raise EngineUnavailable(
-                "the keras engine needs TensorFlow: pip install 'muffin-v-chihuahua[keras]'"
-            ) from None
+        import keras
+        import tensorflow as tf
+
         model = keras.models.load_model(model_path, compile=False)
         self._call = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
 
@@ -42,8 +65,26 @@ class KerasEngine:
         return imagenet.numpy(), verdict.numpy()
 
 
-def load(name: str, model_dir: Path, card: dict) -> Engine:
-    """The engine called `name` ('auto' picks the best one installed) for the model files in model_dir."""
+# What each engine imports, and how to install it.
+REQUIREMENTS = {
+    "onnx": ("onnxruntime", "pip install onnxruntime"),
+    "keras": ("tensorflow", "pip install 'muffin-v-chihuahua[keras]'"),
+}
+
+
+def resolve(name: str) -> str:
+    """The engine to use ('auto': onnx when ONNX Runtime is installed, else keras), checked to be installed."""
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
-    return KerasEngine(model_dir / card["files"]["keras"]["file"])
+    if name == "auto":
+        name = "onnx" if importlib.util.find_spec("onnxruntime") else "keras"
+    module, install = REQUIREMENTS[name]
+    if importlib.util.find_spec(module) is None:
+        raise EngineUnavailable(f"the {name} engine needs {module}, which is not installed: {install}")
+    return name
+
+
+def load(name: str, model_dir: Path, card: dict) -> Engine:
+    """The engine called `name` for the model files in model_dir (named in the model card)."""
+    engine = {"onnx": OnnxEngine, "keras": KerasEngine}[resolve(name)]
+    return engine(model_dir / card["files"][engine.name]["file"])

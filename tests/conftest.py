@@ -28,8 +28,17 @@ def labelled_photos(dataset_dir) -> list[tuple[str, Path]]:
     return [(path.parent.name, path) for path in sorted(dataset_dir.glob("*/*.jpg"))]
 
 
+ENGINES = ("onnx", "keras")
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request) -> str:
+    """Each behavioural test runs on both engines."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def classifier():
+def classifier(engine):
     from muffin_v_chihuahua.classifier import Classifier
 
-    return Classifier()
+    return Classifier(engine=engine)

@@ -6,13 +6,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import muffin_v_chihuahua
+from muffin_v_chihuahua import engines
 
 PAGE = Path(muffin_v_chihuahua.__file__).with_name("display_predictions_with_an_embedded_model.py")
 VERDICT_MARKS = ("✅", "❌")
 
 
 @pytest.fixture
-def page() -> AppTest:
+def page(engine, monkeypatch) -> AppTest:
+    monkeypatch.setenv(engines.ENGINE_VARIABLE, engine)
     app = AppTest.from_file(str(PAGE), default_timeout=180)
     app.run()
     assert not app.exception
@@ -62,9 +64,9 @@ def test_a_good_upload_gets_a_verdict_and_a_bad_one_an_error_naming_it(page, dat
     assert "broken.jpg" in error.value and "not an image" in error.value
 
 
-def test_the_model_card_and_upload_limit_are_shown(page):
+def test_the_model_card_engine_and_upload_limit_are_shown(page, engine):
     card = page.expander[0]
     assert card.label == "Model card"
     text = " ".join(m.value for m in card.markdown)
-    assert "backbone" in text and "accuracy" in text and "SHA-256" in text and "engine" in text
+    assert "backbone" in text and "accuracy" in text and "SHA-256" in text and f"engine: **{engine}**" in text
     assert "MB each" in page.file_uploader[0].label

@@ -25,8 +25,8 @@ def photo_folder(tmp_path_factory, dataset_dir):
     return root
 
 
-def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys):
-    assert main(["predict", str(photo_folder)]) == 1
+def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys, engine):
+    assert main(["predict", "--engine", engine, str(photo_folder)]) == 1
     out, err = capsys.readouterr()
     rows = out.strip().splitlines()
     assert rows[0].split()[:3] == ["photo", "verdict", "probability"]
@@ -55,10 +55,11 @@ def test_a_missing_file_is_reported_and_fails(tmp_path, capsys):
     assert "nowhere.jpg" in capsys.readouterr().err
 
 
-def test_info_prints_version_card_and_photo_counts(capsys):
-    assert main(["info"]) == 0
+def test_info_prints_version_engine_card_and_photo_counts(capsys, engine):
+    assert main(["info", "--engine", engine]) == 0
     out = capsys.readouterr().out
-    assert __version__ in out and "65 chihuahua, 55 muffin" in out and '"backbone"' in out
+    assert __version__ in out and f"engine: {engine}" in out
+    assert "65 chihuahua, 55 muffin" in out and '"backbone"' in out
 
 
 def test_version(capsys):

@@ -49,17 +49,27 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-@pytest.fixture(scope="module")
-def app_venv(tmp_path_factory, wheel) -> Path:
-    """A fresh venv holding only the wheel and its dependencies; the source tree is not importable from it."""
-    venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+def make_venv(folder: Path, requirement: str) -> Path:
+    """A fresh venv holding only the wheel (with extras, if asked) and its dependencies."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
     subprocess.run(
-        [venv / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-c", ROOT / "requirements" / "constraints.txt", wheel],
+        [folder / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-c", ROOT / "requirements" / "constraints.txt", requirement],
         check=True,
     )
-    return venv
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_venv(tmp_path_factory, wheel) -> Path:
+    """The plain install: ONNX Runtime, no TensorFlow."""
+    return make_venv(tmp_path_factory.mktemp("venv"), str(wheel))
+
+
+@pytest.fixture(scope="module")
+def keras_venv(tmp_path_factory, wheel) -> Path:
+    """The install with the [keras] extra: the .h5 in TensorFlow, as the seed ran it."""
+    return make_venv(tmp_path_factory.mktemp("venv-keras"), f"{wheel}[keras]")
 
 
 @pytest.fixture(scope="module")
@@ -82,15 +92,32 @@ def test_the_installed_app_is_not_the_source_tree(app_venv, outside):
     assert str(app_venv) in where and str(ROOT) not in where
 
 
-def test_installed_predict_is_accurate_on_the_dataset(app_venv, outside):
+def installed_predict(venv: Path, folder: Path, *options: str) -> dict[str, str]:
+    """{photo path: verdict} from `muffin-v-chihuahua predict --json` run in venv."""
     result = subprocess.run(
-        [app_venv / "bin" / "muffin-v-chihuahua", "predict", "--json", "photos"],
-        cwd=outside, env=clean_env(), capture_output=True, text=True, check=True,
+        [venv / "bin" / "muffin-v-chihuahua", "predict", "--json", *options, "photos"],
+        cwd=folder, env=clean_env(), capture_output=True, text=True, check=True,
     )
-    predictions = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(predictions) == 120
-    correct = sum(Path(p["path"]).parent.name == p["verdict"] for p in predictions)
-    assert correct / len(predictions) >= 0.95
+    return {p["path"]: p["verdict"] for p in map(json.loads, result.stdout.splitlines())}
+
+
+def test_the_plain_install_has_no_tensorflow_and_says_how_to_get_the_keras_engine(app_venv, outside):
+    probe = "import importlib.util as u; print(u.find_spec('tensorflow'), u.find_spec('keras'))"
+    found = subprocess.run([app_venv / "bin" / "python", "-c", probe], capture_output=True, text=True, check=True)
+    assert found.stdout.split() == ["None", "None"]
+    refused = subprocess.run(
+        [app_venv / "bin" / "muffin-v-chihuahua", "predict", "--engine", "keras", "photos"],
+        cwd=outside, env=clean_env(), capture_output=True, text=True,
+    )
+    assert refused.returncode == 2 and "muffin-v-chihuahua[keras]" in refused.stderr
+
+
+def test_installed_predict_is_accurate_and_both_engines_agree(app_venv, keras_venv, outside):
+    verdicts = installed_predict(app_venv, outside)
+    assert len(verdicts) == 120
+    correct = sum(Path(path).parent.name == verdict for path, verdict in verdicts.items())
+    assert correct / len(verdicts) >= 0.95
+    assert installed_predict(keras_venv, outside, "--engine", "keras") == verdicts
 
 
 def test_installed_run_demo_serves_a_healthy_page(app_venv, outside):
