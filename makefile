@@ -18,10 +18,21 @@ DATA_STAMP = muffin_v_chihuahua/data/SHA256SUMS
 MODEL_CARD = muffin_v_chihuahua/model/card.json
 PIP = $(VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
-.PHONY: help data model package-wheel verify-wheel install-app run-app test clean
+# Debian packages the tests use: Podman and friends build and run the images, Chromium drives the page.
+SYSTEM_PACKAGES = podman buildah runc debootstrap uidmap chromium
+
+.PHONY: help system-deps data model package-wheel verify-wheel install-app run-app test clean
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+system-deps: ## install the Debian packages the tests need (Podman, Chromium) when missing
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "system-deps: installing$$(printf ' %s' $$missing)"; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq $$missing; \
+	fi
 
 $(VENV)/.installed: requirements/build.txt requirements/constraints.txt setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +67,7 @@ $(APP_VENV)/.installed: $(WHEEL)
 run-app: verify-wheel install-app ## the main job: data, model, wheel, then the page on PORT (8080)
 	$(APP_VENV)/bin/muffin-v-chihuahua run-demo --server.port $(PORT)
 
-test: $(VENV)/.installed data model verify-wheel ## run the tests (unit, page, integration)
+test: system-deps $(VENV)/.installed data model verify-wheel ## run the tests (unit, page, integration)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 clean: ## remove built artefacts and virtual environments

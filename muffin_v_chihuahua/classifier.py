@@ -12,6 +12,7 @@ import numpy as np
 from muffin_v_chihuahua import engines
 
 TOP_LABELS = 3
+NEITHER = "neither"
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,10 @@ class Label:
 
 @dataclass(frozen=True)
 class Prediction:
-    verdict: str  # one of the card's class names
+    verdict: str  # one of the card's class names, or NEITHER
     probability: float  # of the verdict
     imagenet: tuple[Label, ...]  # the top ImageNet labels, most likely first
+    reason: str | None = None  # why a photo is NEITHER, for a person
 
     def to_dict(self) -> dict:
         return asdict(self)
