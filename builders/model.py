@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from builders import backbones
+from builders import backbones, neither
 from builders.data import LABELS, dataset_digest, read_checksums, sha256_of, verify
 from muffin_v_chihuahua import __version__, images
 
@@ -143,11 +143,17 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
     base = backbones.build(name)
     size = tuple(base.input_shape[2:0:-1])  # (width, height)
     photos, labels, _ = load_photos(data_dir, size)
-    features, _ = base.predict(photos, batch_size=16, verbose=0)
+    features, imagenet = base.predict(photos, batch_size=16, verbose=0)
     accuracy = cross_validate(features, labels)
     weights, bias = fit_logistic(features, labels)
     print(f"model: {FOLDS}-fold cross-validated accuracy {accuracy:.3f} on {len(labels)} photos")
     model = assemble(base, weights, bias)
+    neither_rule = neither.calibrate(imagenet, lambda arrays: base.predict(arrays, verbose=0)[1], size)
+    print(
+        f"model: 'neither' below {neither_rule['threshold']:.3f} of dog and food probability: flags "
+        f"{neither_rule['dataset_flagged_share']:.1%} of dataset photos, catches "
+        f"{neither_rule['heldout_negatives_caught_share']:.0%} of held-out negatives"
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path, onnx_path = out_dir / MODEL_FILE, out_dir / ONNX_FILE
@@ -170,6 +176,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
             for engine, path in (("keras", model_path), ("onnx", onnx_path))
         },
         "agreement": agreement,
+        "neither": neither_rule,
         "imagenet_class_names": CLASS_NAMES_FILE,
         "head": {"type": "logistic regression on the pooled features", "l2": L2},
         "evaluation": {

@@ -96,12 +96,12 @@ class JsonLinesOutput:
 class CsvOutput:
     def __init__(self):
         self.writer = csv.writer(sys.stdout)
-        self.writer.writerow(["path", "verdict", "probability", "top1", "top1_probability", "top2", "top3"])
+        self.writer.writerow(["path", "verdict", "probability", "top1", "top1_probability", "top2", "top3", "reason"])
 
     def write(self, path: str, prediction) -> None:
         first, *others = prediction.imagenet
         self.writer.writerow([path, prediction.verdict, f"{prediction.probability:.6f}", first.name,
-                              f"{first.probability:.6f}", *(label.name for label in others)])
+                              f"{first.probability:.6f}", *(label.name for label in others), prediction.reason or ""])
 
     def close(self) -> None:
         sys.stdout.flush()

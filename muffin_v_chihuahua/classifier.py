@@ -31,6 +31,22 @@ class Prediction:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Prediction:
+        """The inverse of to_dict (e.g. a prediction the HTTP service sent); extra keys are ignored."""
+        return cls(
+            verdict=str(data["verdict"]),
+            probability=float(data["probability"]),
+            imagenet=tuple(Label(str(label["name"]), float(label["probability"])) for label in data["imagenet"]),
+            reason=data.get("reason"),
+        )
+
+
+def domain_mass(imagenet: np.ndarray, class_ranges: list[list[int]]) -> np.ndarray:
+    """Per photo, the ImageNet probability on the classes a muffin or chihuahua photo lands on."""
+    indices = np.concatenate([np.arange(first, last + 1) for first, last in class_ranges])
+    return imagenet[..., indices].sum(axis=-1)
+
 
 class Classifier:
     """The model files bundled in the package, run by one engine; loading is the slow part, so do it once."""
@@ -62,10 +78,12 @@ class Classifier:
         return np.ascontiguousarray(np.stack(batch), dtype=np.float32)
 
     def _prediction(self, imagenet: np.ndarray, verdict: np.ndarray) -> Prediction:
-        best = int(np.argmax(verdict))
         top = np.argsort(imagenet)[::-1][:TOP_LABELS]
-        return Prediction(
-            verdict=self.card["class_names"][best],
-            probability=float(verdict[best]),
-            imagenet=tuple(Label(self._imagenet_names[i], float(imagenet[i])) for i in top),
-        )
+        labels = tuple(Label(self._imagenet_names[i], float(imagenet[i])) for i in top)
+        rule = self.card["neither"]
+        mass = float(domain_mass(imagenet, rule["domain_classes"]))
+        if mass < rule["threshold"]:
+            reason = f"looks like a {labels[0].name}, not a muffin or a chihuahua"
+            return Prediction(NEITHER, 1.0 - mass, labels, reason)
+        best = int(np.argmax(verdict))
+        return Prediction(self.card["class_names"][best], float(verdict[best]), labels)

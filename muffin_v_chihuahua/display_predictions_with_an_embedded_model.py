@@ -15,7 +15,7 @@ from muffin_v_chihuahua import __version__, demo, engines, images
 from muffin_v_chihuahua.classifier import Classifier, Prediction
 
 DEMO_COUNT = 3
-EMOJI = {"chihuahua": "🐶", "muffin": "🍪"}
+EMOJI = {"chihuahua": "🐶", "muffin": "🍪", "neither": "🤷"}
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -32,6 +32,8 @@ def show_prediction(prediction: Prediction, truth: str | None = None) -> None:
     if truth is not None:
         verdict += " ✅" if prediction.verdict == truth else f" ❌ (it is a {truth})"
     st.markdown(verdict)
+    if prediction.reason:
+        st.markdown(f"_{prediction.reason}_")
     st.caption(" · ".join(f"{label.name} {label.probability:.0%}" for label in prediction.imagenet))
 
 

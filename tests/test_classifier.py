@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from muffin_v_chihuahua import images
+from muffin_v_chihuahua.classifier import NEITHER
 
 
 def decode_all(classifier, photos):
@@ -56,3 +57,32 @@ def test_the_runtime_never_imports_build_only_libraries():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.fixture(scope="session")
+def negatives() -> dict[str, bytes]:
+    from builders.neither import negative_photos
+
+    return negative_photos()
+
+
+def test_dataset_photos_are_flagged_neither_no_more_often_than_the_card_says(classifier, labelled_photos):
+    predictions = classifier.predict(decode_all(classifier, labelled_photos))
+    flagged = sum(p.verdict == NEITHER for p in predictions) / len(predictions)
+    assert flagged <= classifier.card["neither"]["dataset_flagged_share"] + 1e-9
+
+
+def test_held_out_negatives_are_caught_at_the_rate_the_card_says(classifier, negatives):
+    rule = classifier.card["neither"]
+    held_out = rule["negatives"]["held_out"]
+    predictions = classifier.predict([images.decode(negatives[name], classifier.input_size) for name in held_out])
+    caught = sum(p.verdict == NEITHER for p in predictions) / len(held_out)
+    assert caught >= rule["heldout_negatives_caught_share"] - 1e-9 and caught >= 0.75
+
+
+def test_a_cat_is_neither_with_a_reason_naming_what_it_looks_like(classifier, negatives):
+    [prediction] = classifier.predict([images.decode(negatives["cat"], classifier.input_size)])
+    assert prediction.verdict == NEITHER
+    assert prediction.reason == f"looks like a {prediction.imagenet[0].name}, not a muffin or a chihuahua"
+    assert "cat" in prediction.imagenet[0].name.lower() or "mau" in prediction.imagenet[0].name.lower()
+    assert len(prediction.imagenet) == 3

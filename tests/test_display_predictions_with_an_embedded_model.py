@@ -37,7 +37,7 @@ def test_title_and_three_demo_photos_with_verdicts(page):
     assert page.title[0].value == "Muffin 🍪 or chihuahua 🐶"
     demo = verdicts(page)
     assert len(demo) == 3
-    assert all(v.split("**")[1] in ("muffin", "chihuahua") and any(mark in v for mark in VERDICT_MARKS) for v in demo)
+    assert all(v.split("**")[1] in ("muffin", "chihuahua", "neither") and any(mark in v for mark in VERDICT_MARKS) for v in demo)
     assert len(demo_captions(page)) == 3
     assert len(page.caption) >= 3  # the top-3 ImageNet labels under each verdict
 
@@ -70,3 +70,13 @@ def test_the_model_card_engine_and_upload_limit_are_shown(page, engine):
     text = " ".join(m.value for m in card.markdown)
     assert "backbone" in text and "accuracy" in text and "SHA-256" in text and f"engine: **{engine}**" in text
     assert "MB each" in page.file_uploader[0].label
+
+
+def test_a_photo_that_is_neither_shows_neither_and_why(page):
+    from builders.neither import negative_photos
+
+    page.file_uploader[0].set_value([("my-cat.png", negative_photos()["cat"], "image/png")])
+    page.run()
+    assert not page.exception
+    assert verdicts(page)[-1].startswith("**neither**")
+    assert any(m.value.startswith("_looks like a") and "not a muffin or a chihuahua" in m.value for m in page.markdown)

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from muffin_v_chihuahua import __version__
+from muffin_v_chihuahua import __version__, images
 from muffin_v_chihuahua.__main__ import main
 
 
@@ -25,14 +25,16 @@ def photo_folder(tmp_path_factory, dataset_dir):
     return root
 
 
-def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys, engine):
-    assert main(["predict", "--engine", engine, str(photo_folder)]) == 1
+def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys, classifier):
+    assert main(["predict", "--engine", classifier.engine, str(photo_folder)]) == 1
     out, err = capsys.readouterr()
     rows = out.strip().splitlines()
     assert rows[0].split()[:3] == ["photo", "verdict", "probability"]
     assert len(rows) == 5
     for row in rows[1:]:
-        assert row.split()[1] == ("muffin" if "muffin-" in row else "chihuahua")
+        path = row.split()[0]
+        [expected] = classifier.predict([images.decode(open(path, "rb").read(), classifier.input_size)])
+        assert row.split()[1:3] == [expected.verdict, f"{expected.probability:.1%}"]
     assert "notes.jpg" in err and "not an image" in err and "readme.txt" not in out + err
 
 
@@ -40,14 +42,15 @@ def test_predict_json_gives_one_object_per_line(photo_folder, capsys):
     assert main(["predict", "--json", str(photo_folder / "muffin-a.jpg")]) == 0
     [line] = capsys.readouterr().out.strip().splitlines()
     result = json.loads(line)
-    assert result["path"].endswith("muffin-a.jpg") and result["verdict"] == "muffin"
+    assert result["path"].endswith("muffin-a.jpg") and result["verdict"] in ("muffin", "neither")
     assert len(result["imagenet"]) == 3 and 0 <= result["probability"] <= 1
 
 
 def test_predict_csv_has_a_header_and_a_row_per_photo(photo_folder, capsys):
     assert main(["predict", "--csv", str(photo_folder / "nested")]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert sorted(row["verdict"] for row in rows) == ["chihuahua", "muffin"]
+    assert sorted(row["path"].rsplit("/", 1)[1] for row in rows) == ["chihuahua-b.jpg", "muffin-b.jpg"]
+    assert all(row["verdict"] in ("chihuahua", "muffin", "neither") and float(row["probability"]) > 0.5 for row in rows)
 
 
 def test_a_missing_file_is_reported_and_fails(tmp_path, capsys):
@@ -66,3 +69,15 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--version"])
     assert exit.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_neither_is_an_answer_not_an_error(tmp_path, capsys):
+    from builders.neither import negative_photos
+
+    (tmp_path / "cat.png").write_bytes(negative_photos()["cat"])
+    assert main(["predict", "--json", str(tmp_path / "cat.png")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["verdict"] == "neither" and result["reason"].startswith("looks like a")
+    assert main(["predict", "--csv", str(tmp_path / "cat.png")]) == 0
+    [row] = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert row["verdict"] == "neither" and row["reason"]
