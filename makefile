@@ -19,7 +19,7 @@ MODEL_CARD = muffin_v_chihuahua/model/card.json
 PIP = $(VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
 
 # Debian packages the tests use: Podman and friends build and run the images, Chromium drives the page.
-SYSTEM_PACKAGES = podman buildah runc debootstrap uidmap chromium
+SYSTEM_PACKAGES = podman buildah runc debootstrap uidmap chromium fonts-noto-color-emoji
 
 .PHONY: help system-deps data model package-wheel verify-wheel install-app run-app test clean
 
@@ -37,7 +37,7 @@ system-deps: ## install the Debian packages the tests need (Podman, Chromium) wh
 $(VENV)/.installed: requirements/build.txt requirements/constraints.txt setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -r requirements/build.txt -e '.[keras]'
+	$(PIP) -r requirements/build.txt -e '.[keras,service]'
 	touch $@
 
 data: $(DATA_STAMP) ## copy the labelled photos into the package, SHA-256 checked (DATASET=folder|URL)

@@ -1,4 +1,4 @@
-"""The console script `muffin-v-chihuahua`: run-demo, predict, info."""
+"""The console script `muffin-v-chihuahua`: run-demo, predict, info, serve."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ DEMO_DEFAULTS = {
     "--server.headless": "true",
     "--server.maxUploadSize": str(images.MAX_UPLOAD_MB),
     "--browser.gatherUsageStats": "false",
+    # An unexpected error shows its type in the page, never a traceback (that goes to the log).
+    "--client.showErrorDetails": "type",
+    "--client.toolbarMode": "viewer",  # no developer menu (rerun, deploy) for visitors
 }
 BATCH = 16
 
@@ -124,6 +127,29 @@ def info(engine: str) -> int:
     return 0
 
 
+SERVICE_MODULES = ("fastapi", "uvicorn", "python_multipart")
+
+
+def serve(host: str, port: int, engine: str) -> int:
+    """The model as an HTTP service (muffin_v_chihuahua.service); needs the [service] extra."""
+    import importlib.util
+
+    missing = [name for name in SERVICE_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"muffin-v-chihuahua: serve needs the service extra, which is not installed (missing: {', '.join(missing)}): "
+              "pip install 'muffin-v-chihuahua[service]'", file=sys.stderr)
+        return 2
+    from muffin_v_chihuahua import service
+
+    try:
+        app = service.create_app(engines.resolve(engine))
+    except service.ConfigurationError as error:
+        print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
+        return 2
+    service.run(app, host, port)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="muffin-v-chihuahua", description="Tell a muffin from a chihuahua in a photo.")
     top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -143,6 +169,11 @@ def parser() -> argparse.ArgumentParser:
 
     describe = commands.add_parser("info", help="version, model card and demo photo counts")
     describe.add_argument("--engine", choices=engines.ENGINES, default="auto", help=engine_help)
+
+    http = commands.add_parser("serve", help="serve the model over HTTP (GET / health, POST /predict); the [service] extra")
+    http.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    http.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
+    http.add_argument("--engine", choices=engines.ENGINES, default="auto", help=engine_help)
     return top
 
 
@@ -155,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(extra, args.engine)
         if args.command == "predict":
             return predict(args.paths, args.output, args.engine)
+        if args.command == "serve":
+            return serve(args.host, args.port, args.engine)
         return info(args.engine)
     except engines.EngineUnavailable as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)

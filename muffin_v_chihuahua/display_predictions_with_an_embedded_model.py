@@ -2,16 +2,19 @@
 
 Started by `muffin-v-chihuahua run-demo` (python -m streamlit run <this file>). Streamlit reruns this
 script on every interaction; the model is loaded once per process by st.cache_resource.
+With INFERENCE_URL set, the page is a front end: the service there (`muffin-v-chihuahua serve`) predicts.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import sys
+import time
 
 import streamlit as st
 
-from muffin_v_chihuahua import __version__, demo, engines, images
+from muffin_v_chihuahua import __version__, demo, engines, images, remote
 from muffin_v_chihuahua.classifier import Classifier, Prediction
 
 DEMO_COUNT = 3
@@ -20,7 +23,18 @@ EMOJI = {"chihuahua": "🐶", "muffin": "🍪", "neither": "🤷"}
 
 @st.cache_resource(show_spinner="Loading the model…")
 def load_classifier(engine: str) -> Classifier:
-    return Classifier(engine=engine)
+    started = time.monotonic()
+    classifier = Classifier(engine=engine)
+    # One line per load in the server's log: every browser session shares this one model.
+    print(f"muffin-v-chihuahua: model loaded ({classifier.engine}) in {time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
+    return classifier
+
+
+# Front-end mode. A failure raises, and st.cache_resource never caches an exception, so the next run asks
+# again; a working client is kept a minute, so a newly released model's card shows within a minute.
+@st.cache_resource(show_spinner="Asking the inference service…", ttl=60)
+def connect_to_service(url: str) -> remote.RemoteClassifier:
+    return remote.RemoteClassifier(url)
 
 
 def shuffle_demo_photos() -> None:
@@ -54,10 +68,10 @@ def show_demo(classifier: Classifier) -> None:
 def show_uploads(classifier: Classifier) -> None:
     st.subheader("Your own photos")
     limit_mb = min(st.get_option("server.maxUploadSize"), images.MAX_UPLOAD_MB)
+    # No `type=` filter: Streamlit would refuse other names with a traceback; the decoder judges the
+    # content instead and names the file and the reason.
     uploads = st.file_uploader(
-        f"JPEG, PNG, WebP or GIF, up to {limit_mb} MB each",
-        type=list(images.UPLOAD_EXTENSIONS),
-        accept_multiple_files=True,
+        f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {limit_mb} MB each", accept_multiple_files=True
     )
     for upload in uploads or []:
         try:
@@ -89,11 +103,23 @@ def show_model_card(classifier: Classifier) -> None:
 
 st.set_page_config(page_title="Muffin or chihuahua", page_icon="🐶", layout="wide")
 st.title("Muffin 🍪 or chihuahua 🐶")
+inference_url = os.environ.get(remote.URL_VARIABLE, "").strip()
 try:
-    model = load_classifier(os.environ.get(engines.ENGINE_VARIABLE, "auto"))
+    if inference_url:
+        model = connect_to_service(inference_url)
+    else:
+        model = load_classifier(os.environ.get(engines.ENGINE_VARIABLE, "auto"))
 except engines.EngineUnavailable as error:
     st.error(f"The model cannot run here: {error}")
     st.stop()
-show_demo(model)
-show_uploads(model)
-show_model_card(model)
+except remote.ServiceError as error:
+    st.error(f"No predictions: {error}.")
+    st.button("Try again")
+    st.stop()
+try:
+    show_demo(model)
+    show_uploads(model)
+    show_model_card(model)
+except remote.ServiceError as error:  # the service went away after the page connected to it
+    st.error(f"No predictions: {error}.")
+    st.button("Try again")

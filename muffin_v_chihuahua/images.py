@@ -14,35 +14,39 @@ MAX_UPLOAD_MB = 10
 # before decoding, so a small file that declares a huge image cannot exhaust memory.
 MAX_PIXELS = 40_000_000
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
-UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "gif")
 SIGNATURES = {b"\xff\xd8": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\0": "TIFF", b"MM\0*": "TIFF"}
 
 
 class ImageError(ValueError):
-    """The bytes are not a photo this app can classify; the message says why, for a person."""
+    """The bytes are not a photo this app can classify; the message says why, for a person, and
+    `kind` says it for a program: one of KINDS."""
+
+    KINDS = ("empty", "too-large", "not-an-image", "corrupt", "too-many-pixels")
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 def open_rgb(data: bytes) -> Image.Image:
     """Decode image bytes to an upright 8-bit RGB picture (first frame of an animation)."""
     if not data:
-        raise ImageError("the file is empty")
+        raise ImageError("empty", "the file is empty")
     if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
-        raise ImageError(f"the file is larger than {MAX_UPLOAD_MB} MB")
+        raise ImageError("too-large", f"the file is larger than {MAX_UPLOAD_MB} MB")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"the image has more than {MAX_PIXELS:,} pixels") from None
+        raise ImageError("too-many-pixels", f"the image has more than {MAX_PIXELS:,} pixels") from None
     except Exception:  # Pillow raises many types for bytes it cannot identify
         kind = _kind_from_signature(data)
         if kind:
-            raise ImageError(f"the {kind} file is truncated or corrupt") from None
-        raise ImageError("the file is not an image (accepted: JPEG, PNG, WebP, GIF, BMP, TIFF)") from None
+            raise ImageError("corrupt", f"the {kind} file is truncated or corrupt") from None
+        raise ImageError("not-an-image", "the file is not an image (accepted: JPEG, PNG, WebP, GIF, BMP, TIFF)") from None
     if image.width * image.height > MAX_PIXELS:
-        raise ImageError(
-            f"the image is {image.width}x{image.height}, more than {MAX_PIXELS:,} pixels"
-        )
+        raise ImageError("too-many-pixels", f"the image is {image.width}x{image.height}, more than {MAX_PIXELS:,} pixels")
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
@@ -50,7 +54,7 @@ def open_rgb(data: bytes) -> Image.Image:
     except ImageError:
         raise
     except Exception:
-        raise ImageError(f"the {image.format} file is truncated or corrupt") from None
+        raise ImageError("corrupt", f"the {image.format} file is truncated or corrupt") from None
 
 
 def to_array(image: Image.Image, size: tuple[int, int]) -> np.ndarray:

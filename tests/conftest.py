@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,40 @@ def classifier(engine):
     from muffin_v_chihuahua.classifier import Classifier
 
     return Classifier(engine=engine)
+
+
+# The wheel built from this tree and fresh virtual environments holding it (integration and browser tests).
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        check=True, cwd=out,
+    )
+    [built] = out.glob("muffin_v_chihuahua-*-py3-none-any.whl")
+    return built
+
+
+def make_venv(folder: Path, requirement: str) -> Path:
+    """A fresh venv holding only the wheel (with extras, if asked) and its dependencies."""
+    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+    subprocess.run(
+        [folder / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check",
+         "-c", ROOT / "requirements" / "constraints.txt", requirement],
+        check=True,
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def app_venv(tmp_path_factory, wheel) -> Path:
+    """The plain install: ONNX Runtime, no TensorFlow."""
+    return make_venv(tmp_path_factory.mktemp("venv"), str(wheel))
+
+
+@pytest.fixture(scope="session")
+def keras_venv(tmp_path_factory, wheel) -> Path:
+    """The install with the [keras] extra: the .h5 in TensorFlow, as the seed ran it."""
+    return make_venv(tmp_path_factory.mktemp("venv-keras"), f"{wheel}[keras]")

@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 import muffin_v_chihuahua
 from muffin_v_chihuahua import engines
+from tests import corpus
 
 PAGE = Path(muffin_v_chihuahua.__file__).with_name("display_predictions_with_an_embedded_model.py")
 VERDICT_MARKS = ("✅", "❌")
@@ -80,3 +81,19 @@ def test_a_photo_that_is_neither_shows_neither_and_why(page):
     assert not page.exception
     assert verdicts(page)[-1].startswith("**neither**")
     assert any(m.value.startswith("_looks like a") and "not a muffin or a chihuahua" in m.value for m in page.markdown)
+
+
+def test_every_corpus_case_gets_a_verdict_or_an_error_naming_it_and_the_page_keeps_working(page):
+    page.file_uploader[0].set_value([(case.filename, case.data, "application/octet-stream") for case in corpus.cases()])
+    page.run()
+    assert not page.exception
+    good, bad = corpus.good_cases(), corpus.bad_cases()
+    assert len(verdicts(page)) == 3 + len(good)  # the demo photos and every good upload
+    assert [caption for caption in image_captions(page) if "true label" not in caption] == [c.filename for c in good]
+    errors = [error.value for error in page.error]
+    assert len(errors) == len(bad)
+    for case, error in zip(bad, errors):
+        assert error.startswith(f"{case.filename}: the ")
+        assert "Traceback" not in error
+    page.button[0].click().run()  # and the page still works
+    assert not page.exception and len(verdicts(page)) == 3 + len(good)

@@ -9,6 +9,7 @@ import pytest
 
 from muffin_v_chihuahua import __version__, images
 from muffin_v_chihuahua.__main__ import main
+from tests import corpus
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +82,19 @@ def test_neither_is_an_answer_not_an_error(tmp_path, capsys):
     assert main(["predict", "--csv", str(tmp_path / "cat.png")]) == 0
     [row] = csv.DictReader(io.StringIO(capsys.readouterr().out))
     assert row["verdict"] == "neither" and row["reason"]
+
+
+def test_every_corpus_case_gets_a_verdict_or_is_reported_and_skipped(tmp_path, capsys):
+    paths = []
+    for index, case in enumerate(corpus.cases()):
+        path = tmp_path / f"{index:02d}-{case.filename}"
+        path.write_bytes(case.data)
+        paths.append(str(path))
+    assert main(["predict", "--json", *paths]) == 1
+    out, err = capsys.readouterr()
+    answered = [json.loads(line)["path"] for line in out.splitlines()]
+    assert answered == [p for p, case in zip(paths, corpus.cases()) if case.expected == corpus.VERDICT]
+    for path, case in zip(paths, corpus.cases()):
+        if case.expected != corpus.VERDICT:
+            assert f"skipped {path}: the " in err
+    assert "Traceback" not in err

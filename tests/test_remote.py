@@ -1,0 +1,172 @@
+"""Front-end mode: RemoteClassifier against a real service, and the page (AppTest) with INFERENCE_URL set.
+
+The page must take its verdicts from the service and never load a model; with the service stopped it
+says so plainly, naming the URL, and it recovers once the service answers again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import muffin_v_chihuahua
+from muffin_v_chihuahua import classifier as classifier_module
+from muffin_v_chihuahua import images, remote
+from tests.test_service import CARD, ServiceProcess, free_port, get
+
+pytestmark = pytest.mark.service
+
+PAGE = Path(muffin_v_chihuahua.__file__).with_name("display_predictions_with_an_embedded_model.py")
+
+
+@pytest.fixture(scope="module")
+def service():
+    """The front end does not care which engine the service runs: onnx, the quicker to start."""
+    running = ServiceProcess("onnx").start()
+    try:
+        yield running.wait_until_ready()
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def no_embedded_model(monkeypatch):
+    """Fail loudly if anything creates a Classifier (and so an inference session) in this process."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("front-end mode created a Classifier")
+
+    monkeypatch.setattr(classifier_module.Classifier, "__init__", refuse)
+
+
+def front_end(monkeypatch, url: str) -> AppTest:
+    monkeypatch.setenv(remote.URL_VARIABLE, url)
+    app = AppTest.from_file(str(PAGE), default_timeout=120)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def verdicts(app: AppTest) -> list[str]:
+    return [m.value for m in app.markdown if m.value.startswith("**")]
+
+
+def errors(app: AppTest) -> list[str]:
+    return [e.value for e in app.error]
+
+
+# ----- RemoteClassifier ---------------------------------------------------------------------------------
+
+
+def test_remote_predictions_are_the_embedded_models(service, labelled_photos):
+    from muffin_v_chihuahua.classifier import Classifier
+
+    client = remote.RemoteClassifier(service.url)
+    assert client.engine == "onnx" and client.input_size == tuple(CARD["input_size"]) and client.card == CARD
+    local = Classifier("onnx")
+    photos = labelled_photos[::6]
+    arrays = [images.decode(path.read_bytes(), client.input_size) for _, path in photos]
+    client.max_files = 4  # several requests for one batch, as with a batch over the service's limit
+    remote_predictions = client.predict(arrays)
+    local_predictions = local.predict(arrays)
+    assert [p.verdict for p in remote_predictions] == [p.verdict for p in local_predictions]
+    np.testing.assert_allclose([p.probability for p in remote_predictions], [p.probability for p in local_predictions], atol=1e-5)
+    assert [p.imagenet[0].name for p in remote_predictions] == [p.imagenet[0].name for p in local_predictions]
+    assert client.predict([]) == []
+
+
+def test_an_array_of_the_wrong_size_is_refused_before_it_is_sent(service):
+    with pytest.raises(ValueError, match="shape"):
+        remote.RemoteClassifier(service.url).predict([np.zeros((10, 10, 3), dtype=np.float32)])
+
+
+def test_an_unreachable_service_is_named_with_what_happened():
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(remote.ServiceError, match=f"the inference service at {url} cannot be reached: .*refused"):
+        remote.RemoteClassifier(url)
+
+
+def test_an_error_answer_is_reported_with_its_status(service):
+    with pytest.raises(remote.ServiceError, match=r"answered 404 Not Found"):
+        remote.RemoteClassifier(service.url + "/nowhere")
+
+
+# ----- the page in front-end mode -----------------------------------------------------------------------
+
+
+def test_the_page_shows_the_services_verdicts_and_card_without_a_model(service, monkeypatch, no_embedded_model, dataset_dir):
+    app = front_end(monkeypatch, service.url)
+    demo = verdicts(app)
+    assert len(demo) == 3 and all(v.split("**")[1] in ("muffin", "chihuahua", "neither") for v in demo)
+    card = " ".join(m.value for m in app.expander[0].markdown)
+    assert "engine: **onnx**" in card and CARD["files"]["onnx"]["sha256"] in card
+
+    photo = sorted((dataset_dir / "chihuahua").glob("*.jpg"))[0].read_bytes()
+    app.file_uploader[0].set_value([("dog.jpg", photo, "image/jpeg"), ("broken.jpg", b"not a photo", "image/jpeg")])
+    app.run()
+    assert not app.exception
+    assert verdicts(app)[-1].startswith("**chihuahua**")
+    [error] = errors(app)
+    assert "broken.jpg" in error and "not an image" in error
+
+
+def test_the_front_end_never_imports_an_inference_runtime(service):
+    code = (
+        "import sys; from streamlit.testing.v1 import AppTest; "
+        f"app = AppTest.from_file({str(PAGE)!r}, default_timeout=120); app.run(); "
+        "assert not app.exception and not app.error, (app.exception, app.error); "
+        "print(len([m for m in app.markdown if m.value.startswith('**')]), "
+        "sorted(m for m in ('onnxruntime', 'tensorflow', 'keras', 'fastapi') if m in sys.modules))"
+    )
+    env = {**os.environ, remote.URL_VARIABLE: service.url}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-2] == "3 []"
+
+
+def test_a_stopped_service_is_named_plainly_and_the_page_recovers_when_it_returns(monkeypatch, no_embedded_model):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    app = front_end(monkeypatch, url)  # nothing listens there yet
+    [error] = errors(app)
+    assert url in error and "cannot be reached" in error and not verdicts(app)
+
+    # Started, but still loading its model: the page says it is not ready.
+    service = ServiceProcess("onnx", port=port, env={"MUFFIN_V_CHIHUAHUA_TEST_LOAD_DELAY_SECONDS": "4"}).start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                status, _ = get(url + "/", timeout=5)
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert status == 503  # the test-only delay holds the model back for 4 s
+        app.run()
+        [error] = errors(app)
+        assert url in error and "not ready" in error and "loading" in error
+        service.wait_until_ready()
+        app.button[0].click().run()  # "Try again"
+        assert not app.exception and not errors(app)
+        assert len(verdicts(app)) == 3
+
+        # The service goes away while the page is open: the next interaction says so, no stack trace.
+        service.stop()
+        app.button[0].click().run()  # "Shuffle & predict"
+        assert not app.exception
+        [error] = errors(app)
+        assert url in error and "cannot be reached" in error
+
+        # ... and comes back.
+        service = ServiceProcess("onnx", port=port).start().wait_until_ready()
+        app.run()
+        assert not app.exception and not errors(app) and len(verdicts(app)) == 3
+    finally:
+        service.stop()
