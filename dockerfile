@@ -5,7 +5,9 @@
 #   make package-docker CONTAINER_ENGINE=podman   # the Podman route of ../shared/CONTAINERS.md
 #
 # Stages: data-builder (photos, SHA-256 checked) -> model-builder (TensorFlow: .h5, .onnx, card)
-#         -> app-builder (the wheel) -> app (a venv with the wheel and its runtime dependencies only).
+#         -> app-builder (the wheel) -> runtime (a venv with the wheel and its runtime dependencies only)
+#         -> page -> app (the default target) | frontend (the page asking the service)
+#         -> service (the model over HTTP).
 # The pip cache lives in a build cache mount, never in a layer.
 
 ARG BASE_IMAGE=python:3.11-slim
@@ -23,11 +25,9 @@ RUN python3 -m builders.data --source /dataset --dest /data
 FROM ${BASE_IMAGE} AS model-builder
 WORKDIR /src
 COPY requirements/build.txt requirements/constraints.txt requirements/
-# Pillow: muffin_v_chihuahua.images decodes the photos for training (pinned by the constraints).
 RUN --mount=type=cache,target=/root/.cache/pip \
     python3 -m venv /venv \
-    && /venv/bin/pip install --disable-pip-version-check -c requirements/constraints.txt \
-        -r requirements/build.txt "pillow>=11,<14"
+    && /venv/bin/pip install --disable-pip-version-check -c requirements/constraints.txt -r requirements/build.txt
 COPY builders/ builders/
 COPY muffin_v_chihuahua/ muffin_v_chihuahua/
 COPY --from=data-builder /data /data
@@ -53,22 +53,24 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     && /venv/bin/python -m builders.verify_wheel /dist/muffin_v_chihuahua-*.whl \
     && sha256sum /dist/muffin_v_chihuahua-*.whl /dist/constraints.txt > /dist/SHA256SUMS
 
-# --- app: the published image ------------------------------------------------------------------------
-FROM ${BASE_IMAGE} AS app
+# --- runtime: a venv with the wheel and its runtime dependencies (plus EXTRAS, e.g. [service]) ---------
+FROM ${BASE_IMAGE} AS runtime
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # The wheel is bind-mounted, not copied: the photos exist once, in site-packages. Buildah (1.28 here)
 # reuses a cached RUN even when a bind-mounted stage changed; copying the checksums of the wheel and
 # constraints first makes it rerun whenever they change (and records what the venv was made from).
 COPY --from=app-builder /dist/SHA256SUMS /opt/muffin-v-chihuahua.sha256
+ARG EXTRAS=
 # The venv keeps the runtime only: pip and setuptools leave once the wheel is installed.
 RUN --mount=type=bind,from=app-builder,source=/dist,target=/dist \
     --mount=type=cache,target=/root/.cache/pip \
     python3 -m venv "${VIRTUAL_ENV}" \
-    && pip install --disable-pip-version-check -c /dist/constraints.txt /dist/muffin_v_chihuahua-*.whl \
+    && wheel=$(ls /dist/muffin_v_chihuahua-*.whl) \
+    && pip install --disable-pip-version-check -c /dist/constraints.txt "${wheel}${EXTRAS}" \
     && python -m pip uninstall --yes --quiet setuptools pip \
     && useradd --create-home --uid 10001 --user-group app
-# Configuration is environment, not edits: the page reads the engine; Streamlit reads STREAMLIT_*.
+# Configuration is environment, not edits: the engine, the service's limits, INFERENCE_URL; STREAMLIT_*.
 ENV MUFFIN_V_CHIHUAHUA_ENGINE=onnx \
     STREAMLIT_SERVER_HEADLESS=true \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
@@ -76,10 +78,26 @@ ENV MUFFIN_V_CHIHUAHUA_ENGINE=onnx \
     PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
 WORKDIR /home/app
+
+# --- page: the Streamlit page on 8080 (the model embedded, unless INFERENCE_URL names a service) ----------
+FROM runtime AS page
 EXPOSE 8080
-# The console script (PID 1) turns SIGINT into a clean stop of Streamlit; SIGTERM would wait for a kill.
-STOPSIGNAL SIGINT
 # No curl in the base: the venv's Python asks Streamlit's own health endpoint.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/_stcore/health', timeout=4)"]
 CMD ["muffin-v-chihuahua", "run-demo", "--server.port", "8080", "--server.address", "0.0.0.0"]
+
+# --- frontend: the page asking the model service at INFERENCE_URL; it never loads a model ----------------
+FROM page AS frontend
+ENV INFERENCE_URL=http://ml-service:8000
+
+# --- service: the model alone, over HTTP (built with --build-arg EXTRAS=[service]) -----------------------
+FROM runtime AS service
+EXPOSE 8000
+# GET / answers 503 while the model loads and 200 once it can predict.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=4)"]
+CMD ["muffin-v-chihuahua", "serve", "--host", "0.0.0.0", "--port", "8000"]
+
+# --- app: the published image, the page with the model embedded (the last stage: the default target) ---
+FROM page AS app

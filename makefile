@@ -24,7 +24,7 @@ SYSTEM_PACKAGES = podman buildah runc debootstrap uidmap chromium fonts-noto-col
 .PHONY: help system-deps data model package-wheel verify-wheel install-app run-app test clean
 
 help: ## list the targets
-	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 system-deps: ## install the Debian packages the tests need (Podman, Chromium) when missing
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -34,10 +34,10 @@ system-deps: ## install the Debian packages the tests need (Podman, Chromium) wh
 		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq $$missing; \
 	fi
 
-$(VENV)/.installed: requirements/build.txt requirements/constraints.txt setup.cfg
+$(VENV)/.installed: requirements/build.txt requirements/dev.txt requirements/constraints.txt setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -r requirements/build.txt -e '.[keras,service]'
+	$(PIP) -r requirements/dev.txt -e '.[keras,service]'
 	touch $@
 
 data: $(DATA_STAMP) ## copy the labelled photos into the package, SHA-256 checked (DATASET=folder|URL)
@@ -98,17 +98,40 @@ RUN_FLAGS = --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
 BASE_IMAGE_TARGET = podman-base-image
 endif
 
-.PHONY: package-docker run-docker podman-base-image
+DOCKER_BUILD = $(CONTAINER_ENGINE) build $(BUILD_FLAGS) --build-arg BACKBONE=$(BACKBONE) \
+	--build-arg DATASET=$(DOCKER_DATASET) -f dockerfile
+# run-services names its two containers CONTAINER_PREFIX-service and CONTAINER_PREFIX-frontend.
+CONTAINER_PREFIX ?= muffin-v-chihuahua
 
-package-docker: $(BASE_IMAGE_TARGET) ## build the container image IMAGE (CONTAINER_ENGINE=docker|podman, BACKBONE)
+.PHONY: package-docker run-docker package-services run-services docker-dataset podman-base-image
+
+docker-dataset: # stage DATASET (SHA-256 checked) into the build context
 	@test -n "$(DATASET)" || { echo "package-docker: set DATASET to a dataset folder or archive URL"; exit 1; }
 	rm -rf $(DOCKER_DATASET)
 	$(PYTHON) -m builders.data --source "$(DATASET)" --sha256 "$(DATASET_SHA256)" --dest $(DOCKER_DATASET)
-	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) --build-arg BACKBONE=$(BACKBONE) --build-arg DATASET=$(DOCKER_DATASET) \
-		-t $(IMAGE) -f dockerfile .
+
+package-docker: $(BASE_IMAGE_TARGET) docker-dataset ## build the app image IMAGE (CONTAINER_ENGINE=docker|podman, BACKBONE)
+	$(DOCKER_BUILD) --target app -t $(IMAGE) .
 
 run-docker: ## run the image package-docker built: the page on PUBLISH_ADDRESS:PORT (127.0.0.1:8080)
 	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)
+
+package-services: $(BASE_IMAGE_TARGET) docker-dataset ## build the second mode's images: IMAGE-service and IMAGE-frontend
+	$(DOCKER_BUILD) --target service --build-arg EXTRAS=[service] -t $(IMAGE)-service .
+	$(DOCKER_BUILD) --target frontend -t $(IMAGE)-frontend .
+
+# Docker runs docker-compose.yaml. Podman runs the page inside the service container's network namespace:
+# the two share a private loopback, and only the page is published. (A pod would do the same, but its
+# infra container cannot take the lowered ulimits this machine needs.)
+run-services: ## run the model service and the page that asks it: the page on PUBLISH_ADDRESS:PORT
+ifeq ($(CONTAINER_ENGINE),podman)
+	podman rm -f $(CONTAINER_PREFIX)-frontend $(CONTAINER_PREFIX)-service >/dev/null 2>&1 || true
+	podman $(ENGINE_FLAGS) run -d $(RUN_FLAGS) --name $(CONTAINER_PREFIX)-service -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)-service
+	podman $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) --name $(CONTAINER_PREFIX)-frontend \
+		--network container:$(CONTAINER_PREFIX)-service -e INFERENCE_URL=http://127.0.0.1:8000 $(IMAGE)-frontend
+else
+	IMAGE=$(IMAGE) PORT=$(PORT) $(CONTAINER_ENGINE) compose up
+endif
 
 podman-base-image: ## Podman only: make localhost/python-base:3.11 from Debian with debootstrap, once
 	@if podman image exists $(PODMAN_BASE_IMAGE); then echo "podman-base-image: $(PODMAN_BASE_IMAGE) exists"; else \

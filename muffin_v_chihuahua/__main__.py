@@ -6,9 +6,9 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from muffin_v_chihuahua import __version__, demo, engines, images
 
@@ -25,16 +25,17 @@ DEMO_DEFAULTS = {
 BATCH = 16
 
 
-def run_demo(streamlit_options: list[str], engine: str) -> int:
-    """Start the page with Streamlit's supported entry point; our defaults yield to the caller's options."""
+def run_demo(streamlit_options: list[str], engine: str) -> NoReturn:
+    """Become the page's server, by Streamlit's supported entry point; our defaults yield to the caller's options.
+
+    exec, not a child process: signals (a container's SIGTERM, a terminal's Ctrl-C) reach Streamlit itself.
+    """
     given = {option.split("=", 1)[0] for option in streamlit_options if option.startswith("--")}
     defaults = [f"{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
     environment = {**os.environ, engines.ENGINE_VARIABLE: engines.resolve(engine)}
     command = [sys.executable, "-m", "streamlit", "run", str(PAGE), *defaults, *streamlit_options]
-    try:
-        return subprocess.call(command, env=environment)
-    except KeyboardInterrupt:
-        return 130
+    sys.stdout.flush()
+    os.execve(sys.executable, command, environment)
 
 
 def image_files(paths: list[Path]) -> list[Path]:
@@ -154,10 +155,11 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="muffin-v-chihuahua", description="Tell a muffin from a chihuahua in a photo.")
     top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
-    engine_help = "which engine runs the model (auto: the best one installed)"
+    engine_help = f"which engine runs the model (default: ${engines.ENGINE_VARIABLE}, else auto: the best one installed)"
+    default_engine = os.environ.get(engines.ENGINE_VARIABLE, "auto")
 
     run = commands.add_parser("run-demo", help="start the Streamlit page (port 8080); other options go to Streamlit")
-    run.add_argument("--engine", choices=engines.ENGINES, default="auto", help=engine_help)
+    run.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
 
     classify = commands.add_parser("predict", help="classify photos and folders of photos")
     classify.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -165,15 +167,15 @@ def parser() -> argparse.ArgumentParser:
     formats.add_argument("--json", dest="output", action="store_const", const="json", help="one JSON object per line")
     formats.add_argument("--csv", dest="output", action="store_const", const="csv", help="CSV with a header")
     classify.set_defaults(output="table")
-    classify.add_argument("--engine", choices=engines.ENGINES, default="auto", help=engine_help)
+    classify.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
 
     describe = commands.add_parser("info", help="version, model card and demo photo counts")
-    describe.add_argument("--engine", choices=engines.ENGINES, default="auto", help=engine_help)
+    describe.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
 
     http = commands.add_parser("serve", help="serve the model over HTTP (GET / health, POST /predict); the [service] extra")
     http.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     http.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
-    http.add_argument("--engine", choices=engines.ENGINES, default="auto", help=engine_help)
+    http.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
     return top
 
 

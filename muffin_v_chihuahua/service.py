@@ -56,6 +56,8 @@ UNTYPED = ("", "application/octet-stream")
 MULTIPART_FIELDS = ("files", "file")
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers, per request
 READ_CHUNK = 64 * 1024
+# A refused body's rest is read and dropped (see _discard_rest) until none of it has arrived for this long.
+DISCARD_IDLE_SECONDS = 1.0
 
 log = logging.getLogger("uvicorn.error")  # uvicorn's configured logger: our lines appear beside its own
 
@@ -291,14 +293,18 @@ def create_app(
             return not_ready()
         classifier = model.classifier
         content_type = _media_type(request.headers.get("content-type", ""))
-        if content_type == "multipart/form-data":
-            uploads = await _read_multipart(request, max_bytes, max_files)
-        elif content_type.startswith("image/"):
-            uploads = [Upload(filename, content_type, await _read_body(request, max_bytes, filename))]
-        else:
-            shown = content_type or "no content type"
-            raise BadInput(415, [(filename, f"{shown} is not accepted: send multipart/form-data files under "
-                                            f"{MULTIPART_FIELDS[0]!r} or one image as the body ({ACCEPTED})")])
+        try:
+            if content_type == "multipart/form-data":
+                uploads = await _read_multipart(request, max_bytes, max_files)
+            elif content_type.startswith("image/"):
+                uploads = [Upload(filename, content_type, await _read_body(request, max_bytes, filename))]
+            else:
+                shown = content_type or "no content type"
+                raise BadInput(415, [(filename, f"{shown} is not accepted: send multipart/form-data files under "
+                                                f"{MULTIPART_FIELDS[0]!r} or one image as the body ({ACCEPTED})")])
+        except BadInput:
+            await _discard_rest(request, 2 * max_bytes + MULTIPART_OVERHEAD)
+            raise
         for upload in uploads:
             _check_type(upload)
         predictions = await anyio.to_thread.run_sync(_classify, classifier, uploads, limiter=workers)
@@ -334,6 +340,25 @@ def _check_declared_length(request: Request, limit: int, name: str | None, what:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise BadInput(413, [(name, f"{what} of {int(declared):,} bytes is larger than the limit of {_megabytes(limit)}")])
+
+
+async def _discard_rest(request: Request, limit: int) -> None:
+    """Read what is left of a refused body and drop it, so that a client that sends its whole body before it
+    reads the answer (urllib, requests, httpx) reads our 413 or 415 rather than a connection reset. Not when
+    the body is larger than `limit`, nor when the client waits for the answer before sending (`Expect:
+    100-continue`, as curl does), nor once no more of it has arrived for DISCARD_IDLE_SECONDS."""
+    if request.headers.get("expect", "").lower() == "100-continue":
+        return
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return
+    stream, discarded = request.stream(), 0
+    try:
+        while discarded <= limit:  # a chunked body declares no length
+            with anyio.fail_after(DISCARD_IDLE_SECONDS):
+                discarded += len(await stream.__anext__())
+    except Exception:  # the end of the body (or it was read already), a silent client, or one that went away
+        return
 
 
 async def _read_body(request: Request, limit: int, name: str) -> bytes:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import pages
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "muffin_v_chihuahua"
 SHARED_DATASET = ROOT.parent / "shared" / "datasets" / "muffin-v-chihuahua"
@@ -81,3 +83,16 @@ def app_venv(tmp_path_factory, wheel) -> Path:
 def keras_venv(tmp_path_factory, wheel) -> Path:
     """The install with the [keras] extra: the .h5 in TensorFlow, as the seed ran it."""
     return make_venv(tmp_path_factory.mktemp("venv-keras"), f"{wheel}[keras]")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (whose own browser download is not used)."""
+    if not Path(pages.CHROMIUM).exists():
+        pytest.fail(f"{pages.CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=pages.CHROMIUM, headless=True, args=pages.CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -1,16 +1,38 @@
-"""Start real servers for the tests: a free loopback port, a process that is always stopped, a wait for 200."""
+"""Start real servers for the tests and ask them over HTTP.
+
+A free loopback port; a server process in its own process group, its output in a log file, always
+stopped (group and all); a wait until a URL answers 200; `python -m muffin_v_chihuahua serve` as a
+ServiceProcess; and the small HTTP helpers (urllib only) the tests ask the servers with.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+import pytest
+
+from muffin_v_chihuahua import engines
+from tests import corpus
+
+PACKAGE = Path(__file__).resolve().parents[1] / "muffin_v_chihuahua"
+CARD = json.loads((PACKAGE / "model" / "card.json").read_text())  # what the service's GET /card must answer
+# The test-only setting that makes the service wait before loading its model, so that its 503 is observable.
+LOAD_DELAY_VARIABLE = "MUFFIN_V_CHIHUAHUA_TEST_LOAD_DELAY_SECONDS"
 
 
 def free_port() -> int:
@@ -19,42 +41,173 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for(url: str, timeout: float = 120, process: subprocess.Popen | None = None) -> float:
-    """Seconds until url answers 200; fails early if the server process has exited."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - started
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer 200 within {timeout} s")
-
-
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without the source tree on the path, plus extra variables."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return {**env, **extra}
 
 
-@contextlib.contextmanager
-def running(command: list, log: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """A server in its own process group, its output in log; stopped (group and all) on exit."""
-    with log.open("wb") as output:
-        process = subprocess.Popen(
+# ----- processes ------------------------------------------------------------------------------------
+
+
+def spawn(command: list, log: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A server in its own process group (so that stop() ends it and its children), its output in log."""
+    with Path(log).open("wb") as output:
+        return subprocess.Popen(
             [str(part) for part in command], cwd=cwd, env=env or clean_env(),
             stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the process group, SIGKILL if it has not ended 20 s later."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.contextmanager
+def running(command: list, log: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """spawn() for the duration of a with block: stopped on exit, whatever happened."""
+    process = spawn(command, log, cwd, env)
+    try:
+        yield process
+    finally:
+        stop(process)
+
+
+def answers(url: str, timeout: float = 120, process: subprocess.Popen | None = None, interval: float = 0.1,
+            request_timeout: float = 5) -> Iterator[tuple[int, Any]]:
+    """Every (status, body) url answers, asked every `interval` s until the caller stops listening;
+    fails after `timeout` s, or early if the server process has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode} before {url} answered")
         try:
-            yield process
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            yield get(url, timeout=request_timeout)
+        except OSError:  # not listening yet
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"gave up waiting for {url} after {timeout} s")
+
+
+def wait_for(url: str, timeout: float = 120, process: subprocess.Popen | None = None) -> float:
+    """Seconds until url answers 200; fails early if the server process has exited."""
+    started = time.monotonic()
+    for status, _ in answers(url, timeout, process):
+        if status == 200:
+            return time.monotonic() - started
+
+
+class ServiceProcess:
+    """`python -m muffin_v_chihuahua serve` on 127.0.0.1, started with spawn() and ended with stop().
+
+    Use it as a context manager, or start() and stop() it (a test that stops and restarts a service).
+    """
+
+    def __init__(self, engine: str = "onnx", port: int | None = None, env: dict[str, str] | None = None,
+                 log: Path | None = None):
+        self.engine = engine
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = clean_env(**(env or {}))
+        self.env.pop(engines.ENGINE_VARIABLE, None)
+        if log is None:
+            descriptor, log = tempfile.mkstemp(prefix="service-", suffix=".log")
+            os.close(descriptor)
+        self.log_path = Path(log)
+        self.process: subprocess.Popen | None = None
+        self.startup: list[tuple[int, Any]] = []  # (status, JSON) of each health check while starting
+        self.predict_while_loading: tuple[int, Any] | None = None
+
+    def start(self) -> ServiceProcess:
+        command = [sys.executable, "-m", "muffin_v_chihuahua", "serve", "--port", self.port, "--engine", self.engine]
+        self.process = spawn(command, self.log_path, env=self.env)
+        return self
+
+    def wait_until_listening(self, timeout: float = 120) -> tuple[int, Any]:
+        """The first (status, body) the health check answers, whatever it is."""
+        try:
+            return next(answers(self.url + "/", timeout, self.process, interval=0.05))
+        except AssertionError as error:
+            pytest.fail(f"{error}:\n{self.log()}")
+
+    def wait_until_ready(self, timeout: float = 240) -> ServiceProcess:
+        """Poll the health check from process start until 200; record what it answered on the way."""
+        try:
+            for status, body in answers(self.url + "/", timeout, self.process, interval=0.05):
+                self.startup.append((status, body))
+                if status == 200:
+                    return self
+                if status == 503 and self.predict_while_loading is None:
+                    self.predict_while_loading = post_image(self.url, corpus.DATASET_PHOTO.read_bytes(), "image/jpeg")
+        except AssertionError as error:
+            pytest.fail(f"{error}:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+    def __enter__(self) -> ServiceProcess:
+        self.start()
+        try:
+            return self.wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exception) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+# ----- HTTP -------------------------------------------------------------------------------------------
+
+
+def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 120):
+    """(status, parsed JSON or text) for one request; HTTP errors are answers too."""
+    call = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(call, timeout=timeout) as response:
+            status, payload, kind = response.status, response.read(), response.headers.get_content_type()
+    except urllib.error.HTTPError as error:
+        status, payload, kind = error.code, error.read(), error.headers.get_content_type()
+    return status, json.loads(payload) if kind == "application/json" else payload.decode(errors="replace")
+
+
+def get(url: str, timeout: float = 120):
+    return request("GET", url, timeout=timeout)
+
+
+def multipart(files: list[tuple[str, str, str | None, bytes]]) -> tuple[bytes, dict]:
+    """A multipart/form-data body from (field, file name, content type or None, bytes), and its header."""
+    boundary = uuid.uuid4().hex
+    body = io.BytesIO()
+    for field, name, kind, data in files:
+        body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'.encode())
+        if kind:
+            body.write(f"Content-Type: {kind}\r\n".encode())
+        body.write(b"\r\n" + data + b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    return body.getvalue(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def post_files(url: str, files: list[tuple[str, bytes]], kind: str | None = "image/jpeg", field: str = "files"):
+    """POST /predict with (file name, bytes) as multipart files, each with the content type `kind`."""
+    body, headers = multipart([(field, name, kind, data) for name, data in files])
+    return request("POST", url + "/predict", body, headers)
+
+
+def post_image(url: str, data: bytes, kind: str, filename: str | None = None):
+    """POST /predict with one image as the raw body (content type `kind`), named by ?filename=."""
+    target = url + "/predict" + (f"?filename={urllib.parse.quote(filename)}" if filename else "")
+    return request("POST", target, data, {"Content-Type": kind})

@@ -1,38 +1,22 @@
-"""The page in a real browser: Debian's Chromium driven by Playwright, against `run-demo` from the installed wheel."""
+"""The page in a real browser: Debian's Chromium driven by Playwright, against `run-demo` from the installed wheel,
+with its embedded model and as the front end of the model service (INFERENCE_URL)."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
-from pathlib import Path
 
 import pytest
 
 from tests import corpus
 from tests.conftest import ROOT
-from tests.servers import free_port, running, wait_for
+from tests.pages import open_page, verdicts, wait_for_pictures, wait_for_verdicts
+from tests.servers import ServiceProcess, clean_env, free_port, running, wait_for
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-# Headless, and quiet: this machine's closed network refuses Chromium's background connections.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-VERDICT = re.compile(r"^(muffin|chihuahua|neither) \S+ \d+\.\d%")
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+MODEL_LOADED = "muffin-v-chihuahua: model loaded"  # the page's log line for each load of its embedded model
 
 
 @pytest.fixture(scope="module")
@@ -44,25 +28,6 @@ def demo_url(app_venv, tmp_path_factory):
     with running(command, folder / "run-demo.log", cwd=folder) as server:
         wait_for(f"http://127.0.0.1:{port}/_stcore/health", process=server)
         yield f"http://127.0.0.1:{port}", folder / "run-demo.log"
-
-
-def open_page(browser, url: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 1400})
-    page.goto(url)
-    wait_for_verdicts(page, 3)
-    return page
-
-
-def verdicts(page) -> list[str]:
-    return [text for text in page.locator("[data-testid=stMarkdownContainer] p").all_inner_texts() if VERDICT.match(text)]
-
-
-def wait_for_verdicts(page, count: int, timeout: float = 60_000) -> None:
-    page.wait_for_function(
-        """([pattern, count]) => [...document.querySelectorAll('[data-testid=stMarkdownContainer] p')]
-            .filter(p => new RegExp(pattern).test(p.innerText)).length >= count""",
-        arg=[VERDICT.pattern, count], timeout=timeout,
-    )
 
 
 def demo_captions(page) -> list[str]:
@@ -80,6 +45,7 @@ def test_three_demo_verdicts_then_shuffle_shows_others(browser, demo_url):
     page = open_page(browser, url)
     assert len(verdicts(page)) == 3 and all(("✅" in v) or ("❌" in v) for v in verdicts(page))
     ARTIFACTS.mkdir(exist_ok=True)
+    wait_for_pictures(page, 3)
     page.screenshot(path=ARTIFACTS / "page.png", full_page=True)
     if os.environ.get("UPDATE_README_SCREENSHOT"):
         shutil.copy(ARTIFACTS / "page.png", ROOT / "docs" / "page.png")
@@ -109,6 +75,7 @@ def test_a_good_upload_gets_a_verdict_and_a_bad_one_an_error_while_the_page_work
     assert "Traceback" not in page.content()
     page.get_by_role("button", name="Shuffle & predict").click()  # the rest of the page still works
     wait_for_verdicts(page, 4)
+    wait_for_pictures(page, 4)
     page.screenshot(path=ARTIFACTS / "page-uploads.png", full_page=True)
     page.close()
 
@@ -121,6 +88,47 @@ def test_several_browser_sessions_share_one_loaded_model(browser, demo_url):
         page.goto(url)
     for page in pages:
         wait_for_verdicts(page, 3)
-    assert log.read_text().count("muffin-v-chihuahua: model loaded") == 1
+    assert log.read_text().count(MODEL_LOADED) == 1
     for context in sessions:
         context.close()
+
+
+def test_the_front_end_shows_the_services_verdicts_names_it_when_it_is_gone_and_recovers(browser, app_venv, tmp_path):
+    """run-demo from the wheel (no service libraries, no TensorFlow) with INFERENCE_URL: the service in the
+    dev environment predicts, the page never loads a model."""
+    service_port, page_port = free_port(), free_port()
+    service_url, page_url = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{page_port}"
+    service = first = ServiceProcess("onnx", port=service_port, log=tmp_path / "service.log")
+    command = [app_venv / "bin" / "muffin-v-chihuahua", "run-demo", "--server.port", page_port, "--server.address", "127.0.0.1"]
+    try:
+        with first, running(command, tmp_path / "run-demo.log", cwd=tmp_path, env=clean_env(INFERENCE_URL=service_url)) as server:
+            wait_for(f"{page_url}/_stcore/health", process=server)
+            page = open_page(browser, page_url)
+            assert len(verdicts(page)) == 3
+            ARTIFACTS.mkdir(exist_ok=True)
+            wait_for_pictures(page, 3)
+            page.screenshot(path=ARTIFACTS / "page-frontend.png", full_page=True)
+            assert MODEL_LOADED not in (tmp_path / "run-demo.log").read_text()
+            assert '"POST /predict HTTP/1.1" 200' in first.log()
+
+            # The service goes away: the page names it, plainly.
+            first.stop()
+            page.reload()
+            error = page.get_by_text(f"No predictions: the inference service at {service_url} cannot be reached")
+            error.wait_for(timeout=60_000)
+            try_again = page.get_by_role("button", name="Try again")
+            try_again.wait_for(timeout=30_000)
+            assert not verdicts(page)
+            assert "Traceback" not in page.content() and page.locator("[data-testid=stException]").count() == 0
+            page.screenshot(path=ARTIFACTS / "page-frontend-no-service.png", full_page=True)
+
+            # ... and comes back on the same port: "Try again" brings the verdicts back.
+            service = ServiceProcess("onnx", port=service_port, log=tmp_path / "service-again.log").start().wait_until_ready()
+            try_again.click()
+            wait_for_verdicts(page, 3)
+            error.wait_for(state="detached", timeout=30_000)
+            assert '"POST /predict HTTP/1.1" 200' in service.log()
+            assert MODEL_LOADED not in (tmp_path / "run-demo.log").read_text()
+            page.close()
+    finally:
+        service.stop()

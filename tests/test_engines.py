@@ -40,7 +40,7 @@ def test_a_missing_engine_names_what_to_install():
 
 
 def test_an_unknown_engine_is_refused():
-    with pytest.raises(ValueError, match="unknown engine"):
+    with pytest.raises(engines.EngineUnavailable, match="unknown engine"):
         engines.resolve("pytorch")
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from builders import model as builder
 from builders.data import sha256_of
-from conftest import PACKAGE
+from tests.conftest import PACKAGE
 from muffin_v_chihuahua import images
 
 MODEL_DIR = PACKAGE / "model"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 import muffin_v_chihuahua
 from muffin_v_chihuahua import classifier as classifier_module
 from muffin_v_chihuahua import images, remote
-from tests.test_service import CARD, ServiceProcess, free_port, get
+from tests.servers import CARD, LOAD_DELAY_VARIABLE, ServiceProcess, free_port
 
 pytestmark = pytest.mark.service
 
@@ -27,13 +26,10 @@ PAGE = Path(muffin_v_chihuahua.__file__).with_name("display_predictions_with_an_
 
 
 @pytest.fixture(scope="module")
-def service():
+def service(tmp_path_factory):
     """The front end does not care which engine the service runs: onnx, the quicker to start."""
-    running = ServiceProcess("onnx").start()
-    try:
-        yield running.wait_until_ready()
-    finally:
-        running.stop()
+    with ServiceProcess("onnx", log=tmp_path_factory.mktemp("service") / "service.log") as running:
+        yield running
 
 
 @pytest.fixture
@@ -131,7 +127,7 @@ def test_the_front_end_never_imports_an_inference_runtime(service):
     assert result.stdout.split("\n")[-2] == "3 []"
 
 
-def test_a_stopped_service_is_named_plainly_and_the_page_recovers_when_it_returns(monkeypatch, no_embedded_model):
+def test_a_stopped_service_is_named_plainly_and_the_page_recovers_when_it_returns(monkeypatch, no_embedded_model, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     app = front_end(monkeypatch, url)  # nothing listens there yet
@@ -139,15 +135,9 @@ def test_a_stopped_service_is_named_plainly_and_the_page_recovers_when_it_return
     assert url in error and "cannot be reached" in error and not verdicts(app)
 
     # Started, but still loading its model: the page says it is not ready.
-    service = ServiceProcess("onnx", port=port, env={"MUFFIN_V_CHIHUAHUA_TEST_LOAD_DELAY_SECONDS": "4"}).start()
+    service = ServiceProcess("onnx", port=port, env={LOAD_DELAY_VARIABLE: "4"}, log=tmp_path / "service.log").start()
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                status, _ = get(url + "/", timeout=5)
-                break
-            except OSError:
-                time.sleep(0.05)
+        status, _ = service.wait_until_listening()
         assert status == 503  # the test-only delay holds the model back for 4 s
         app.run()
         [error] = errors(app)
@@ -165,7 +155,7 @@ def test_a_stopped_service_is_named_plainly_and_the_page_recovers_when_it_return
         assert url in error and "cannot be reached" in error
 
         # ... and comes back.
-        service = ServiceProcess("onnx", port=port).start().wait_until_ready()
+        service = ServiceProcess("onnx", port=port, log=tmp_path / "service-again.log").start().wait_until_ready()
         app.run()
         assert not app.exception and not errors(app) and len(verdicts(app)) == 3
     finally:

@@ -1,139 +1,39 @@
 """The HTTP model service, started for real (`python -m muffin_v_chihuahua serve`) and asked over HTTP.
 
-Health before and after loading, predictions (multipart and raw body), every kind of bad input, a
-burst of concurrent clients, the OpenAPI schema and docs; on both engines.
+Health before and after loading, predictions (multipart and raw body), the whole corpus of odd and bad
+files (tests/corpus.py) and the bad requests it does not cover, a burst of concurrent clients, the
+OpenAPI schema and docs; on both engines.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.client
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from muffin_v_chihuahua import engines, images
+from muffin_v_chihuahua import images
+from tests import corpus
+from tests.servers import (CARD, LOAD_DELAY_VARIABLE, PACKAGE, ServiceProcess, free_port, get, multipart, post_files,
+                           post_image, request)
 
 pytestmark = pytest.mark.service
 
-PACKAGE = Path(__file__).resolve().parents[1] / "muffin_v_chihuahua"
-CARD = json.loads((PACKAGE / "model" / "card.json").read_text())
 VERDICTS = {"muffin", "chihuahua", "neither"}
 # Only for these tests: the service waits this long before loading, so that its 503 is observable.
 LOAD_DELAY_SECONDS = "1.5"
-
-
-# ----- helpers, also used by test_remote.py ----------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ServiceProcess:
-    """`python -m muffin_v_chihuahua serve` on 127.0.0.1 in a subprocess, its output in a log file."""
-
-    def __init__(self, engine: str = "onnx", port: int | None = None, env: dict[str, str] | None = None):
-        self.engine = engine
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **(env or {})}
-        self.env.pop(engines.ENGINE_VARIABLE, None)
-        self.process: subprocess.Popen | None = None
-        self.log_file = tempfile.NamedTemporaryFile(prefix="service-", suffix=".log", delete=False)
-        self.startup: list[tuple[int, dict | None]] = []  # (status, JSON) of each health check while starting
-        self.predict_while_loading: tuple[int, dict] | None = None
-
-    def start(self) -> ServiceProcess:
-        command = [sys.executable, "-m", "muffin_v_chihuahua", "serve", "--port", str(self.port), "--engine", self.engine]
-        self.process = subprocess.Popen(command, env=self.env, stdout=self.log_file, stderr=subprocess.STDOUT)
-        return self
-
-    def wait_until_ready(self, timeout: float = 240) -> ServiceProcess:
-        """Poll the health check from process start until 200; record what it answered on the way."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the service exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                status, body = get(self.url + "/", timeout=5)
-            except OSError:  # not listening yet
-                time.sleep(0.05)
-                continue
-            self.startup.append((status, body))
-            if status == 200:
-                return self
-            if status == 503 and self.predict_while_loading is None:
-                self.predict_while_loading = post_image(self.url, photo_bytes(), "image/jpeg")
-            time.sleep(0.05)
-        pytest.fail(f"the service was not ready within {timeout} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        return Path(self.log_file.name).read_text(errors="replace")
-
-
-def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 120):
-    """(status, parsed JSON or text) for one request; HTTP errors are answers too."""
-    call = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(call, timeout=timeout) as response:
-            status, payload, kind = response.status, response.read(), response.headers.get_content_type()
-    except urllib.error.HTTPError as error:
-        status, payload, kind = error.code, error.read(), error.headers.get_content_type()
-    return status, json.loads(payload) if kind == "application/json" else payload.decode(errors="replace")
-
-
-def get(url: str, timeout: float = 120):
-    return request("GET", url, timeout=timeout)
-
-
-def multipart(files: list[tuple[str, str, str | None, bytes]]) -> tuple[bytes, dict]:
-    """A multipart/form-data body from (field, file name, content type or None, bytes)."""
-    boundary = uuid.uuid4().hex
-    body = io.BytesIO()
-    for field, name, kind, data in files:
-        body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'.encode())
-        if kind:
-            body.write(f"Content-Type: {kind}\r\n".encode())
-        body.write(b"\r\n" + data + b"\r\n")
-    body.write(f"--{boundary}--\r\n".encode())
-    return body.getvalue(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
-
-
-def post_files(url: str, files: list[tuple[str, bytes]], kind: str | None = "image/jpeg", field: str = "files"):
-    body, headers = multipart([(field, name, kind, data) for name, data in files])
-    return request("POST", url + "/predict", body, headers)
-
-
-def post_image(url: str, data: bytes, kind: str, filename: str | None = None):
-    target = url + "/predict" + (f"?filename={filename}" if filename else "")
-    return request("POST", target, data, {"Content-Type": kind})
+# The HTTP status for each kind of file the decoder refuses (images.ImageError.kind).
+STATUS_BY_KIND = {"too-large": 413, "not-an-image": 415, "empty": 422, "corrupt": 422, "too-many-pixels": 422}
+CASES = {case.name: case for case in corpus.cases()}
 
 
 def photo_bytes(label: str = "muffin", index: int = 0) -> bytes:
@@ -144,13 +44,11 @@ def photo_bytes(label: str = "muffin", index: int = 0) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def service(engine):
+def service(engine, tmp_path_factory):
     """A service on each engine, with the test-only load delay so that its start-up can be watched."""
-    running = ServiceProcess(engine, env={"MUFFIN_V_CHIHUAHUA_TEST_LOAD_DELAY_SECONDS": LOAD_DELAY_SECONDS}).start()
-    try:
-        yield running.wait_until_ready()
-    finally:
-        running.stop()
+    log = tmp_path_factory.mktemp(f"service-{engine}") / "service.log"
+    with ServiceProcess(engine, env={LOAD_DELAY_VARIABLE: LOAD_DELAY_SECONDS}, log=log) as running:
+        yield running
 
 
 def assert_problem(answer, status: int, *words: str, file: str | None = None):
@@ -235,28 +133,90 @@ def test_a_png_and_a_part_without_content_type_are_accepted(service):
     assert status == 200 and body["predictions"][0]["verdict"] == "muffin", body
 
 
-# ----- bad input: 413, 415, 422 with a JSON body; the service keeps serving ---------------------------
+# ----- the corpus: every odd and bad file, one request each ---------------------------------------------
 
 LIMIT = images.MAX_UPLOAD_MB * 1024 * 1024
+# A few corpus cases sent as the raw body too (one of each kind, and a name that must be URL-encoded).
+RAW_CASES = {"real-photo": "image/jpeg", "png": "image/png", "webp": "image/webp", "odd-file-name": "image/jpeg",
+             "empty": "image/jpeg", "text-as-jpg": "image/jpeg", "truncated-png": "image/png", "png-bomb": "image/png",
+             "over-size-limit": "image/jpeg"}
+# One bad file of each kind, sent beside a good one.
+BESIDE_A_GOOD_ONE = ["empty", "text-as-jpg", "truncated-jpeg", "png-bomb", "over-size-limit"]
 
 
-@functools.cache
-def too_many_pixels_png() -> bytes:
-    picture = Image.new("1", (8000, 6000))  # 48 megapixels in a few kilobytes
-    data = io.BytesIO()
-    picture.save(data, format="PNG")
-    return data.getvalue()
+@pytest.fixture(scope="module")
+def corpus_answers(service) -> dict[str, tuple]:
+    """Every corpus case POSTed as a multipart file, one request each, as a browser would send it:
+    {case name: (status, body)}."""
+    return {case.name: post_files(service.url, [(case.filename, case.data)], kind="application/octet-stream")
+            for case in corpus.cases()}
 
 
-def test_an_oversized_raw_body_is_refused_from_its_content_length_before_it_is_sent(service):
+def assert_corpus_answer(case: corpus.Case, answer) -> None:
+    """A verdict for a good file; for a bad one the status of its kind and a JSON body that names the file and
+    says what is wrong in the decoder's own words (as the CLI and the page do)."""
+    status, body = answer
+    if case.expected == corpus.VERDICT:
+        assert status == 200, body
+        [prediction] = body["predictions"]
+        assert prediction["file"] == case.filename and prediction["verdict"] in VERDICTS, body
+        return
+    if case.expected == "too-large":  # refused while it is read, before the decoder sees it
+        words = ["larger than the limit of 10 MB"]
+    else:
+        with pytest.raises(images.ImageError) as refused:
+            images.open_rgb(case.data)
+        words = [str(refused.value)]
+    assert_problem(answer, STATUS_BY_KIND[case.expected], *words, file=case.filename)
+
+
+@pytest.mark.parametrize("case", corpus.cases(), ids=repr)
+def test_every_corpus_file_gets_a_verdict_or_a_json_error_naming_it(corpus_answers, case):
+    assert_corpus_answer(case, corpus_answers[case.name])
+
+
+@pytest.mark.parametrize("case", [CASES[name] for name in RAW_CASES], ids=repr)
+def test_corpus_files_as_a_raw_body(service, case):
+    assert_corpus_answer(case, post_image(service.url, case.data, RAW_CASES[case.name], filename=case.filename))
+
+
+@pytest.mark.parametrize("case", [CASES[name] for name in BESIDE_A_GOOD_ONE], ids=repr)
+def test_a_bad_corpus_file_beside_a_good_one_is_named_alone(service, case):
+    answer = post_files(service.url, [("good.jpg", corpus.DATASET_PHOTO.read_bytes()), (case.filename, case.data)],
+                        kind="application/octet-stream")
+    assert_corpus_answer(case, answer)
+    assert "good.jpg" not in answer[1]["detail"]
+
+
+def test_the_service_still_answers_after_the_whole_corpus(service, corpus_answers):
+    assert len(corpus_answers) == len(corpus.cases())
+    assert all(status < 500 for status, _ in corpus_answers.values()), corpus_answers
+    assert get(service.url + "/")[0] == 200
+    status, body = post_image(service.url, photo_bytes("muffin", 3), "image/jpeg")
+    assert status == 200 and body["predictions"][0]["verdict"] == "muffin"
+    assert "Traceback" not in service.log() and " 500 " not in service.log()
+
+
+# ----- bad requests the corpus does not cover: 413, 415, 422 with a JSON body --------------------------
+
+
+@pytest.mark.parametrize("expect", [False, True], ids=["sent-later", "expect-100-continue"])
+def test_an_oversized_raw_body_is_refused_from_its_content_length_before_it_is_sent(service, expect):
+    """The answer comes without a byte of the body; a client that asks first (Expect: 100-continue) is
+    not invited to send it."""
+    ask_first = "Expect: 100-continue\r\n" if expect else ""
     with socket.create_connection(("127.0.0.1", service.port), timeout=30) as connection:
         connection.sendall(
             f"POST /predict?filename=huge.jpg HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-            f"Content-Length: {LIMIT + 1}\r\n\r\n".encode()
+            f"Content-Length: {LIMIT + 1}\r\n{ask_first}\r\n".encode()
         )  # and not one byte of the body
+        first = b""
+        while len(first) < 12:
+            first = connection.recv(12, socket.MSG_PEEK)
         answer = http.client.HTTPResponse(connection)
         answer.begin()
         body = json.loads(answer.read())
+    assert first == b"HTTP/1.1 413", first  # not "100 Continue"
     assert answer.status == 413 and "huge.jpg" in body["detail"] and "10 MB" in body["detail"], body
 
 
@@ -270,46 +230,23 @@ def test_an_oversized_chunked_body_is_refused_while_it_is_read(service):
     assert answer.status == 413 and "larger than the limit" in body["detail"], body
 
 
-def test_an_oversized_file_among_several_is_refused_by_name(service):
-    answer = post_files(service.url, [("fine.jpg", photo_bytes()), ("huge.jpg", b"\xff\xd8" + bytes(LIMIT))])
-    assert_problem(answer, 413, "larger than the limit of 10 MB", file="huge.jpg")
-
-
 def test_too_many_files_are_refused(service):
     assert_problem(post_files(service.url, [(f"{i}.jpg", photo_bytes()) for i in range(17)]), 413, "at most 16")
 
 
 @pytest.mark.parametrize(
-    "kind, data, status, words",
-    [
-        ("text/plain", lambda: b"hello", 415, ["text/plain", "not accepted"]),
-        ("image/svg+xml", lambda: b"<svg/>", 415, ["image/svg+xml"]),
-        ("image/jpeg", lambda: b"hello, not a photo", 415, ["not an image"]),
-        ("image/jpeg", lambda: b"", 422, ["empty"]),
-        ("image/jpeg", lambda: photo_bytes()[:4000], 422, ["truncated or corrupt"]),
-        ("image/png", too_many_pixels_png, 422, ["pixels"]),
-    ],
-    ids=["text", "svg", "not-an-image", "empty", "truncated", "too-many-pixels"],
+    "kind, data, words",
+    [("text/plain", b"hello", ["text/plain", "not accepted"]), ("image/svg+xml", b"<svg/>", ["image/svg+xml"])],
+    ids=["text", "svg"],
 )
-def test_a_bad_raw_body_gets_a_json_error(service, kind, data, status, words):
-    assert_problem(post_image(service.url, data(), kind, filename="bad.bin"), status, *words, file="bad.bin")
+def test_a_raw_body_of_another_content_type_is_refused(service, kind, data, words):
+    assert_problem(post_image(service.url, data, kind, filename="bad.bin"), 415, *words, file="bad.bin")
 
 
-@pytest.mark.parametrize(
-    "kind, data, status, words",
-    [
-        ("text/plain", lambda: b"hello", 415, ["text/plain"]),
-        ("image/jpeg", lambda: b"hello, not a photo", 415, ["not an image"]),
-        ("image/jpeg", lambda: b"\xff\xd8\xff\xe0" + bytes(500), 422, ["truncated or corrupt"]),
-        ("image/jpeg", lambda: photo_bytes()[:4000], 422, ["truncated or corrupt"]),
-        ("image/png", too_many_pixels_png, 422, ["40,000,000 pixels"]),
-    ],
-    ids=["text", "not-an-image", "corrupt", "truncated", "too-many-pixels"],
-)
-def test_a_bad_file_beside_a_good_one_is_named(service, kind, data, status, words):
-    body, headers = multipart([("files", "good.jpg", "image/jpeg", photo_bytes()), ("files", "bad.jpg", kind, data())])
+def test_a_part_of_another_content_type_beside_a_good_one_is_named(service):
+    body, headers = multipart([("files", "good.jpg", "image/jpeg", photo_bytes()), ("files", "bad.jpg", "text/plain", b"hello")])
     answer = request("POST", service.url + "/predict", body, headers)
-    assert_problem(answer, status, *words, file="bad.jpg")
+    assert_problem(answer, 415, "text/plain", file="bad.jpg")
     assert "good.jpg" not in answer[1]["detail"]
 
 
@@ -334,25 +271,13 @@ def test_a_malformed_multipart_body_is_refused(service, content_type, body, word
     assert_problem(request("POST", service.url + "/predict", body, {"Content-Type": content_type}), 422, *words)
 
 
-def test_the_size_limit_is_set_by_an_environment_variable():
-    small = ServiceProcess("onnx", env={"MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB": "0.01"}).start()
-    try:
-        small.wait_until_ready()
+def test_the_size_limit_is_set_by_an_environment_variable(tmp_path):
+    with ServiceProcess("onnx", env={"MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB": "0.01"}, log=tmp_path / "service.log") as small:
         assert get(small.url + "/")[1]["max_upload_mb"] == 0.01
         photo = photo_bytes()
         assert len(photo) > 0.01 * 1024 * 1024
         assert_problem(post_image(small.url, photo, "image/jpeg", filename="big.jpg"), 413, "0.01 MB", file="big.jpg")
         assert_problem(post_files(small.url, [("big.jpg", photo)]), 413, "0.01 MB", file="big.jpg")
-    finally:
-        small.stop()
-
-
-def test_the_service_still_answers_after_bad_input(service):
-    assert_problem(post_image(service.url, b"junk", "image/jpeg"), 415, "not an image")
-    assert get(service.url + "/")[0] == 200
-    status, body = post_image(service.url, photo_bytes("muffin", 3), "image/jpeg")
-    assert status == 200 and body["predictions"][0]["verdict"] == "muffin"
-    assert "Traceback" not in service.log() and " 500 " not in service.log()
 
 
 # ----- concurrency ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from builders import verify_wheel
-from conftest import PACKAGE, ROOT
+from tests.conftest import PACKAGE, ROOT
 
 PHOTO = "muffin_v_chihuahua/data/muffin/100.jpg"
 MODEL = "muffin_v_chihuahua/model/muffin_v_chihuahua.h5"

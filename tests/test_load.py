@@ -1,0 +1,170 @@
+"""The service under load: 16 concurrent clients for 30 s on loopback, while a health check keeps asking.
+
+`python -m muffin_v_chihuahua serve` (onnx engine) in its own process; each client POSTs one dataset
+photo per request as a multipart file, over its own keep-alive connection, for a fixed duration and up to
+a cap on requests. A separate loop asks the health check (a new connection each time, as an orchestrator
+would) every half second. Asserted: correctness only (every answer 200 with a verdict for its photo, and
+the health check answered 200 throughout). The figures are printed and written to
+test-artifacts/load.json; no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+from tests.servers import ServiceProcess, get, multipart
+
+pytestmark = pytest.mark.load
+
+CLIENTS = 16
+DURATION_SECONDS = 30.0
+MAX_REQUESTS = 20_000  # a bound, should the service be far faster than expected
+REQUEST_TIMEOUT_SECONDS = 60.0
+HEALTH_INTERVAL_SECONDS = 0.5
+HEALTH_TIMEOUT_SECONDS = 10.0
+MIN_HEALTH_CHECKS = 10
+VERDICTS = {"muffin", "chihuahua", "neither"}
+ARTIFACT = ROOT / "test-artifacts" / "load.json"
+
+
+@dataclass
+class Outcome:
+    seconds: float
+    error: str | None  # None: 200 with a verdict for the photo sent
+
+
+class Budget:
+    """Requests may start until the deadline or until MAX_REQUESTS have started, whichever comes first."""
+
+    def __init__(self, deadline: float, cap: int):
+        self.deadline, self.cap, self.started = deadline, cap, 0
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            if time.monotonic() >= self.deadline or self.started >= self.cap:
+                return False
+            self.started += 1
+            return True
+
+
+def client(number: int, port: int, bodies: list[tuple[str, bytes, dict]], budget: Budget, go: threading.Barrier) -> list[Outcome]:
+    """One client: a keep-alive connection, one photo per request, the next photo each time."""
+    outcomes = []
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_SECONDS)
+    go.wait()
+    index = number
+    while budget.take():
+        name, body, headers = bodies[index % len(bodies)]
+        index += CLIENTS
+        started = time.monotonic()
+        try:
+            connection.request("POST", "/predict", body, headers)
+            answer = connection.getresponse()
+            status, payload = answer.status, answer.read()
+            error = None
+            if status != 200:
+                error = f"{name}: {status} {payload[:300]!r}"
+            else:
+                [prediction] = json.loads(payload)["predictions"]
+                if prediction["file"] != name or prediction["verdict"] not in VERDICTS:
+                    error = f"{name}: unexpected answer {prediction}"
+        except Exception as failure:  # a reset, a timeout, a malformed answer: an error, then a new connection
+            error = f"{name}: {type(failure).__name__}: {failure}"
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_SECONDS)
+        outcomes.append(Outcome(time.monotonic() - started, error))
+    connection.close()
+    return outcomes
+
+
+def health_checks(url: str, done: threading.Event, checks: list[tuple[int | str, float]]) -> None:
+    while not done.is_set():
+        started = time.monotonic()
+        try:
+            status = get(url + "/", timeout=HEALTH_TIMEOUT_SECONDS)[0]
+        except Exception as failure:
+            status = f"{type(failure).__name__}: {failure}"
+        checks.append((status, time.monotonic() - started))
+        done.wait(HEALTH_INTERVAL_SECONDS)
+
+
+def milliseconds(values, percentile: float) -> float:
+    return round(float(np.percentile(values, percentile)) * 1000, 1)
+
+
+def test_sixteen_clients_for_thirty_seconds_get_verdicts_while_the_health_check_answers(labelled_photos, tmp_path, capsys):
+    bodies = []
+    for _, path in labelled_photos:
+        body, headers = multipart([("files", path.name, "image/jpeg", path.read_bytes())])
+        bodies.append((path.name, body, headers))
+
+    with ServiceProcess("onnx", log=tmp_path / "service.log") as service:
+        results: list[list[Outcome]] = [[] for _ in range(CLIENTS)]
+        checks: list[tuple[int | str, float]] = []
+        done = threading.Event()
+        go = threading.Barrier(CLIENTS + 1)
+        budget = Budget(float("inf"), MAX_REQUESTS)
+
+        def run(number: int) -> None:
+            results[number] = client(number, service.port, bodies, budget, go)
+
+        threads = [threading.Thread(target=run, args=(number,), name=f"client-{number}") for number in range(CLIENTS)]
+        for thread in threads:
+            thread.start()
+        watcher = threading.Thread(target=health_checks, args=(service.url, done, checks), name="health")
+        started = time.monotonic()
+        budget.deadline = started + DURATION_SECONDS
+        watcher.start()
+        go.wait()
+        try:
+            for thread in threads:
+                thread.join(DURATION_SECONDS + REQUEST_TIMEOUT_SECONDS + 30)
+        finally:
+            elapsed = time.monotonic() - started
+            done.set()
+            watcher.join(HEALTH_TIMEOUT_SECONDS + 5)
+        assert not any(thread.is_alive() for thread in threads), "a client is still waiting for an answer"
+        log = service.log()
+
+    outcomes = [outcome for per_client in results for outcome in per_client]
+    errors = [outcome.error for outcome in outcomes if outcome.error]
+    latencies = [outcome.seconds for outcome in outcomes]
+    health_latencies = [seconds for _, seconds in checks]
+    figures = {
+        "engine": "onnx",
+        "clients": CLIENTS,
+        "duration_seconds": DURATION_SECONDS,
+        "max_requests": MAX_REQUESTS,
+        "cpus": len(os.sched_getaffinity(0)),
+        "requests": len(outcomes),
+        "errors": len(errors),
+        "elapsed_seconds": round(elapsed, 2),
+        "requests_per_second": round(len(outcomes) / elapsed, 1),
+        "latency_ms": {"p50": milliseconds(latencies, 50), "p95": milliseconds(latencies, 95),
+                       "p99": milliseconds(latencies, 99), "max": milliseconds(latencies, 100)},
+        "health_checks": len(checks),
+        "health_checks_200": sum(status == 200 for status, _ in checks),
+        "health_latency_ms": {"p50": milliseconds(health_latencies, 50), "max": milliseconds(health_latencies, 100)},
+    }
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    ARTIFACT.write_text(json.dumps(figures, indent=2) + "\n")
+    with capsys.disabled():
+        latency, health = figures["latency_ms"], figures["health_latency_ms"]
+        print(f"\nload: {CLIENTS} clients, {figures['elapsed_seconds']} s: {figures['requests']} requests "
+              f"({figures['requests_per_second']} req/s), {figures['errors']} errors; latency p50 {latency['p50']} ms, "
+              f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms; health checks "
+              f"{figures['health_checks_200']}/{figures['health_checks']} 200, max {health['max']} ms -> {ARTIFACT}")
+
+    assert outcomes and not errors, f"{len(errors)} of {len(outcomes)} requests failed, e.g. {errors[:5]}"
+    assert len(checks) >= MIN_HEALTH_CHECKS and all(status == 200 for status, _ in checks), checks
+    assert "Traceback" not in log and " 500 " not in log
