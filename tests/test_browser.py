@@ -3,8 +3,6 @@ with its embedded model and as the front end of the model service (INFERENCE_URL
 
 from __future__ import annotations
 
-import os
-import shutil
 
 import pytest
 
@@ -47,8 +45,6 @@ def test_three_demo_verdicts_then_shuffle_shows_others(browser, demo_url):
     ARTIFACTS.mkdir(exist_ok=True)
     wait_for_pictures(page, 3)
     page.screenshot(path=ARTIFACTS / "page.png", full_page=True)
-    if os.environ.get("UPDATE_README_SCREENSHOT"):
-        shutil.copy(ARTIFACTS / "page.png", ROOT / "docs" / "page.png")
     before = demo_captions(page)
     for _ in range(3):  # three random photos of 120 may repeat; three tries in a row cannot plausibly
         page.get_by_role("button", name="Shuffle & predict").click()
