@@ -21,7 +21,7 @@ PIP = $(VENV)/bin/pip install --quiet --disable-pip-version-check -c requirement
 # Debian packages the tests use: Podman and friends build and run the images, Chromium drives the page.
 SYSTEM_PACKAGES = podman buildah runc debootstrap uidmap chromium fonts-noto-color-emoji
 
-.PHONY: help system-deps data model package-wheel verify-wheel install-app run-app test clean
+.PHONY: help system-deps data model package-wheel verify-wheel install-app run-app test bench clean
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,9 @@ run-app: verify-wheel install-app ## the main job: data, model, wheel, then the 
 
 test: system-deps $(VENV)/.installed data model verify-wheel ## run the tests (unit, page, integration)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: system-deps $(VENV)/.installed data model install-app ## measure speed, memory and size -> docs/benchmarks.md
+	$(VENV)/bin/python -m benchmarks.benchmark --app-venv $(APP_VENV) --wheel $(WHEEL) --python $(PYTHON) --out docs/benchmarks.md
 
 clean: ## remove built artefacts and virtual environments
 	rm -rf build dist *.egg-info muffin_v_chihuahua/data muffin_v_chihuahua/model $(VENV) $(APP_VENV) test-artifacts

@@ -101,6 +101,12 @@ def show_model_card(classifier: Classifier) -> None:
         st.markdown(demo.credit())
 
 
+def show_service_error(error: remote.ServiceError) -> None:
+    """Front-end mode: which service, what happened, and a way to ask again (the page recovers by itself)."""
+    st.error(f"No predictions: {error}.")
+    st.button("Try again")
+
+
 st.set_page_config(page_title="Muffin or chihuahua", page_icon="🐶", layout="wide")
 st.title("Muffin 🍪 or chihuahua 🐶")
 inference_url = os.environ.get(remote.URL_VARIABLE, "").strip()
@@ -113,13 +119,11 @@ except engines.EngineUnavailable as error:
     st.error(f"The model cannot run here: {error}")
     st.stop()
 except remote.ServiceError as error:
-    st.error(f"No predictions: {error}.")
-    st.button("Try again")
+    show_service_error(error)
     st.stop()
 try:
     show_demo(model)
     show_uploads(model)
     show_model_card(model)
 except remote.ServiceError as error:  # the service went away after the page connected to it
-    st.error(f"No predictions: {error}.")
-    st.button("Try again")
+    show_service_error(error)
