@@ -51,8 +51,9 @@ class OnnxEngine:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Threads that finish early sleep instead of spinning, and work is handed out in smaller blocks, so a
-        # thread the OS has paused holds up less. On a busy 2-core machine (load 3.5 to 7.7), measured in turns
-        # in one process: EfficientNet-Lite0 p50 34 -> 13 ms and 46 -> 17 ms, InceptionV3 236 -> 134 ms.
+        # thread the OS has paused holds up less. p50 against the defaults, in turns in one process, 2 cores:
+        # busy machine (load 3.5-7.7) EfficientNet-Lite0 34 -> 13 ms, InceptionV3 236 -> 134 ms; nearly idle
+        # (load 1-1.6) 12.8 -> 9.8 ms, 56.8 -> 57.7 ms. Spinning would gain 1.4 ms idle and lose 1.6x busy.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.add_session_config_entry("session.dynamic_block_base", "4")
         return options
