@@ -128,7 +128,8 @@ package-services: $(BASE_IMAGE_TARGET) docker-dataset ## build the second mode's
 # infra container cannot take the lowered ulimits this machine needs.)
 run-services: ## run the model service and the page that asks it: the page on PUBLISH_ADDRESS:PORT
 ifeq ($(CONTAINER_ENGINE),podman)
-	podman rm -f $(CONTAINER_PREFIX)-frontend $(CONTAINER_PREFIX)-service >/dev/null 2>&1 || true
+	podman rm -f $(CONTAINER_PREFIX)-frontend >/dev/null 2>&1 || true
+	podman rm -f $(CONTAINER_PREFIX)-service >/dev/null 2>&1 || true
 	podman $(ENGINE_FLAGS) run -d $(RUN_FLAGS) --name $(CONTAINER_PREFIX)-service -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)-service
 	podman $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) --name $(CONTAINER_PREFIX)-frontend \
 		--network container:$(CONTAINER_PREFIX)-service -e INFERENCE_URL=http://127.0.0.1:8000 $(IMAGE)-frontend

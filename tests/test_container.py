@@ -219,7 +219,8 @@ def services(measurements):
         wait_for(f"http://127.0.0.1:{port}/_stcore/health")
         yield pod, port
     finally:
-        podman("rm", "--force", "--ignore", f"{pod}-frontend", f"{pod}-service", check=False)
+        for container in (f"{pod}-frontend", f"{pod}-service"):  # the page first: it uses the service's network
+            podman("rm", "--force", "--ignore", container, check=False)
 
 
 def test_the_service_answers_health_and_predictions_inside_the_pod(services, dataset_dir):
