@@ -50,12 +50,9 @@ class OnnxEngine:
         options.intra_op_num_threads = len(os.sched_getaffinity(0))
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Threads that finish early sleep instead of spinning, and work is handed out in smaller blocks, so a
-        # thread the OS has paused holds up less. p50 against the defaults, in turns in one process, 2 cores:
-        # busy machine (load 3.5-7.7) EfficientNet-Lite0 34 -> 13 ms, InceptionV3 236 -> 134 ms; nearly idle
-        # (load 1-1.6) 12.8 -> 9.8 ms, 56.8 -> 57.7 ms. Spinning would gain 1.4 ms idle and lose 1.6x busy.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.dynamic_block_base", "4")
+        # ORT_ENABLE_ALL lays convolutions out in channel blocks (NCHWc): EfficientNet-Lite0 runs 1.6x faster than
+        # with ORT_ENABLE_EXTENDED. The default spinning threads stay: without them EfficientNet-Lite0 took
+        # 11.2 ms instead of 8.4 on an idle machine and gained nothing on a busy one (benchmarks/benchmark.py).
         return options
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,700 @@
+"""How fast muffin-v-chihuahua answers, against the seed's way and the machine's limit: `make bench`.
+
+    python -m benchmarks.benchmark --app-venv .venv-app --wheel dist/muffin_v_chihuahua-*.whl --out docs/benchmarks.md
+
+For the built model and for an InceptionV3 with random weights (as fast as the real one; built once into
+~/.cache/muffin-v-chihuahua-bench/), it measures warm latency and throughput through Classifier.predict on
+each engine, the seed's way (a Keras model.predict per PIL image) and the FLOP-bound time (the model's
+FLOPs over numpy's float32 matrix-multiply rate); then cold starts of fresh processes, peak memory, sizes.
+
+The machine is shared, so its speed drifts from second to second. Each contender (onnx, keras, the seed's
+way, the matrix multiply) is loaded in its own worker process (`python -m benchmarks.benchmark worker
+...`), and the parent times them in turns, round after round, so that all of them see the same load and
+the ratios between them hold even when the absolute times do not. A worker's peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_MODEL = ROOT / "muffin_v_chihuahua" / "model"
+PHOTO = ROOT / "muffin_v_chihuahua" / "data" / "chihuahua" / "1.jpg"
+# Kept between runs, outside the work tree (`make package-wheel` empties build/).
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "muffin-v-chihuahua-bench"
+INCEPTION_DIR = CACHE / "inception-v3-random"
+KERAS_VENV = CACHE / "venv-keras"
+LOGS = CACHE / "logs"
+# Model name -> its folder (None: the model inside the package) and seconds of interleaved rounds.
+MODELS = {"EfficientNet-Lite0 (built)": (None, 30), "InceptionV3 (random weights)": (INCEPTION_DIR, 80)}
+ENGINES = ("onnx", "keras")
+BATCHES = (8, 32)
+TURN_SECONDS = 0.5  # each contender's turn in a round: about this long, at least one call
+BATCH_EVERY = 2  # batches take their turns every other round only: one call of InceptionV3 at 32 takes seconds
+MIN_ROUNDS = 5
+# A pause before each turn: threads the previous contender left spinning (ONNX Runtime's, TensorFlow's, and
+# OpenBLAS's for up to ~0.1 s) go to sleep instead of taking cores from the next contender's first calls.
+SETTLE_SECONDS = 0.1
+MATMUL_SIZE = 2048  # float32 square matrices: large enough for OpenBLAS to run at full rate on all cores
+# The container image `make package-docker` builds, and the base images its dockerfile may start from.
+IMAGE, BASE_IMAGES = "muffin-v-chihuahua", ("localhost/python-base:3.11", "python:3.11-slim")
+VERSIONS = ("numpy", "onnxruntime", "tensorflow-cpu", "keras", "Pillow", "streamlit", "playwright")
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run"]
+VERDICTS_SHOWN = "(document.body.innerText.match(/[✅❌]/gu) || []).length >= 3"  # the page's three demo verdicts
+PREDICT, PAGE = "`predict` one photo, to its verdict", "`run-demo`, to the 3 demo verdicts in Chromium"
+TARGETS = {  # from the issue
+    "onnx_bound": {"EfficientNet-Lite0 (built)": 2.0, "InceptionV3 (random weights)": 1.15},
+    "seed_speedup": {"EfficientNet-Lite0 (built)": 8.0, "InceptionV3 (random weights)": 2.5},
+    PREDICT: 1.0,
+    PAGE: 3.0,
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Worker side: one contender loaded in a fresh process, timing its calls when the parent asks
+# ---------------------------------------------------------------------------------------------------
+
+def folder_classifier(model_dir: Path, engine: str):
+    """A Classifier on the model files in model_dir instead of the package's: what Classifier.__init__ sets."""
+    from muffin_v_chihuahua import engines
+    from muffin_v_chihuahua.classifier import Classifier
+
+    classifier = Classifier.__new__(Classifier)
+    classifier.card = json.loads((model_dir / "card.json").read_text())
+    classifier._imagenet_names = json.loads((model_dir / classifier.card["imagenet_class_names"]).read_text())
+    classifier._engine = engines.load(engine, model_dir, classifier.card)
+    classifier.input_size = tuple(classifier.card["input_size"])
+    return classifier
+
+
+def engine_calls(model_dir: Path | None, engine: str) -> tuple[dict, dict]:
+    """Classifier.predict on one decoded photo, on its bytes (with images.decode) and on batches."""
+    from muffin_v_chihuahua import images
+    from muffin_v_chihuahua.classifier import Classifier
+
+    classifier = Classifier(engine) if model_dir is None else folder_classifier(model_dir, engine)
+    data = PHOTO.read_bytes()
+    array = images.decode(data, classifier.input_size)
+    calls = {
+        "predict": lambda: classifier.predict([array]),
+        "decode+predict": lambda: classifier.predict([images.decode(data, classifier.input_size)]),
+        **{f"batch {size}": (lambda size=size: classifier.predict([array] * size)) for size in BATCHES},
+    }
+    if engine == "onnx":
+        onnx_file = (model_dir or PACKAGE_MODEL) / classifier.card["files"]["onnx"]["file"]
+        calls["profile"] = lambda: onnx_profile(onnx_file, array)
+    return calls, {}
+
+
+def seed_calls(model_dir: Path | None) -> tuple[dict, dict]:
+    """The seed's way, one image at a time: PIL opens and resizes, np.expand_dims, Keras model.predict.
+
+    Its info is the model's FLOPs, counted from its layers (Keras is loaded here anyway).
+    """
+    import keras
+    from PIL import Image
+
+    folder = model_dir or PACKAGE_MODEL
+    card = json.loads((folder / "card.json").read_text())
+    model = keras.models.load_model(folder / card["files"]["keras"]["file"], compile=False)
+    size = tuple(card["input_size"])
+
+    def seed_way():
+        image = Image.open(PHOTO).resize(size)
+        return model.predict(np.expand_dims(np.array(image), axis=0), verbose=0)
+
+    array = np.expand_dims(np.array(Image.open(PHOTO).resize(size)), axis=0)
+    return {"predict": lambda: model.predict(array, verbose=0), "decode+predict": seed_way}, {"flops": count_flops(model)}
+
+
+def matmul_calls() -> tuple[dict, dict]:
+    """numpy's float32 matrix multiply on all cores: the machine's limit."""
+    from threadpoolctl import threadpool_info
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32) for _ in range(2))
+    blas = next((f"{pool['internal_api']} {pool['version']} ({pool.get('architecture', '?')} kernel, "
+                 f"{pool['num_threads']} threads)" for pool in threadpool_info() if pool["user_api"] == "blas"), "?")
+    return {"matmul": lambda: a @ b}, {"blas": blas}
+
+
+def count_flops(model) -> dict[str, int]:
+    """FLOPs for one image by kind of layer (Conv2D, DepthwiseConv2D, Dense), counted as 2 x multiply-adds."""
+    import keras
+
+    flops = {"conv": 0, "depthwise": 0, "dense": 0}
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            for kind, count in count_flops(layer).items():
+                flops[kind] += count
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            _, height, width, channels = layer.output.shape
+            flops["depthwise"] += 2 * height * width * channels * int(np.prod(layer.kernel_size))
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, height, width, channels = layer.output.shape
+            inputs = layer.input.shape[-1] // layer.groups
+            flops["conv"] += 2 * height * width * channels * inputs * int(np.prod(layer.kernel_size))
+        elif isinstance(layer, keras.layers.Dense):
+            flops["dense"] += 2 * layer.input.shape[-1] * layer.units
+    return flops
+
+
+def onnx_profile(model_path: Path, array: np.ndarray, warmup: int = 5, runs: int = 20) -> dict[str, float]:
+    """ONNX Runtime's profiler, with the engine's own session options: milliseconds per image by kind of node."""
+    import onnxruntime
+
+    from muffin_v_chihuahua.engines import OnnxEngine
+
+    options = OnnxEngine.session_options()
+    options.enable_profiling = True
+    folder = Path(tempfile.mkdtemp())
+    options.profile_file_prefix = str(folder / "onnxruntime")
+    session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: array[None]}
+    for _ in range(warmup + runs):
+        session.run(None, feed)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    shutil.rmtree(folder)
+    nodes = [event for event in events if event.get("cat") == "Node" and event["name"].endswith("_kernel_time")]
+    per_run = len(nodes) // (warmup + runs)
+    milliseconds: dict[str, float] = {}
+    for event in nodes[warmup * per_run :]:
+        kind = node_kind(event["name"], event["args"])
+        milliseconds[kind] = milliseconds.get(kind, 0.0) + event["dur"] / 1000 / runs
+    return milliseconds
+
+
+def node_kind(name: str, args: dict) -> str:
+    """The kind of an ONNX Runtime node, named as count_flops names the kinds of layers."""
+    op = args["op_name"]
+    if "/normalize" in name:  # the Rescaling layer: preprocessing inside the graph
+        return "preprocessing"
+    if op in ("Conv", "FusedConv"):
+        weight = next(iter(args["input_type_shape"][1].values()))  # (out channels, in channels / groups, kh, kw)
+        return "depthwise" if weight[1] == 1 else "conv"
+    if op in ("Gemm", "MatMul", "FusedMatMul"):
+        return "dense"
+    return "other"
+
+
+def build_inception(out_dir: Path) -> None:
+    """InceptionV3 with random weights, wrapped as builders.backbones.inception_v3 with builders.model's head,
+    saved and exported as builders.model does; card.json (written last) makes the folder a model folder."""
+    import keras
+
+    from builders import model as builder
+
+    inputs = keras.Input((299, 299, 3), name="image")
+    scaled = keras.layers.Rescaling(scale=1 / 127.5, offset=-1, name="normalize")(inputs)
+    inception = keras.applications.InceptionV3(weights=None, input_tensor=scaled)
+    base = keras.Model(inputs, [inception.get_layer("avg_pool").output, inception.output], name="inception_v3")
+    head = np.random.default_rng(0).normal(0, 0.01, base.outputs[0].shape[-1])
+    model = builder.assemble(base, head, 0.0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / builder.MODEL_FILE)
+    builder.export_onnx(model, out_dir / builder.ONNX_FILE, np.zeros((1, 299, 299, 3), np.float32))
+    card = json.loads((PACKAGE_MODEL / "card.json").read_text())
+    shutil.copy(PACKAGE_MODEL / card["imagenet_class_names"], out_dir)
+    card.update(backbone="inception-v3, random weights (benchmark only)", input_size=[299, 299],
+                files={"keras": {"file": builder.MODEL_FILE}, "onnx": {"file": builder.ONNX_FILE}})
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def worker(argv: list[str]) -> None:
+    """Load a contender, call each of its calls twice (load, allocate, trace every shape), print its info,
+    then answer each request line {"call": name, "runs": n} with the seconds of n calls (or the call's result)."""
+    parser = argparse.ArgumentParser(prog="benchmarks.benchmark worker")
+    parser.add_argument("task", choices=(*ENGINES, "seed", "matmul", "build-inception"))
+    parser.add_argument("--model-dir", type=Path)
+    args = parser.parse_args(argv)
+    if args.task == "build-inception":
+        build_inception(args.model_dir)
+        return
+    if args.task == "matmul":
+        calls, info = matmul_calls()
+    elif args.task == "seed":
+        calls, info = seed_calls(args.model_dir)
+    else:
+        calls, info = engine_calls(args.model_dir, args.task)
+    timed = {name: call for name, call in calls.items() if name != "profile"}
+    for call in [*timed.values(), *timed.values()]:
+        call()
+    print(json.dumps({**info, "calls": list(timed)}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        call = calls[request["call"]]
+        if request["call"] == "profile":
+            print(json.dumps(call()), flush=True)
+            continue
+        seconds = []
+        for _ in range(request["runs"]):
+            started = time.perf_counter()
+            call()
+            seconds.append(time.perf_counter() - started)
+        print(json.dumps(seconds), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parent side: workers in turns, fresh processes, their peak memory
+# ---------------------------------------------------------------------------------------------------
+
+class BenchError(RuntimeError):
+    """A measured process failed; the message names its log."""
+
+
+def start(command: list, log_name: str, **options) -> subprocess.Popen:
+    """A child in its own process group (so it and its children stop together), its stderr to a log."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{log_name}.log", "w") as log:
+        return subprocess.Popen([str(part) for part in command], stderr=log, start_new_session=True, **options)
+
+
+def reap(process: subprocess.Popen, timeout: float = 60) -> float:
+    """Wait for a child to exit (killing its group after timeout); its peak RSS in MB."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, 0 if time.monotonic() > deadline else os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_maxrss / 1024
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def group_peak_mb(group: int) -> float:
+    """The peak RSS (VmHWM) of every live process in a process group, added up, in MB."""
+    total_kb = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == group:  # fields after ")": state ppid pgrp
+                total_kb += int(re.search(r"VmHWM:\s+(\d+)", (stat.parent / "status").read_text()).group(1))
+        except (OSError, AttributeError, IndexError):
+            continue  # the process is gone, or a kernel thread
+    return total_kb / 1024
+
+
+def stop(process: subprocess.Popen) -> float:
+    """A server's peak RSS (its whole process group), then Ctrl+C to the group and reap it."""
+    peak = group_peak_mb(process.pid)
+    os.killpg(process.pid, signal.SIGINT)
+    reap(process, timeout=20)
+    return peak
+
+
+class Worker:
+    """A worker process with one contender loaded, timing its calls on request."""
+
+    def __init__(self, task: str, model_dir: Path | None):
+        self.log = f"worker-{task}-{model_dir.name if model_dir else 'built'}"
+        command = [sys.executable, "-m", "benchmarks.benchmark", "worker", task]
+        command += ["--model-dir", model_dir] if model_dir else []
+        self.process = start(command, self.log, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.info: dict = {}
+
+    def ask(self, call: str, runs: int = 1):
+        self.process.stdin.write(json.dumps({"call": call, "runs": runs}) + "\n")
+        self.process.stdin.flush()
+        return self.read()
+
+    def read(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise BenchError(f"a benchmark worker failed: see {LOGS / self.log}.log")
+        return json.loads(line)
+
+    def ready(self) -> Worker:
+        self.info = self.read()
+        return self
+
+    def peak_mb(self) -> float:
+        return group_peak_mb(self.process.pid)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        reap(self.process)
+
+
+def measure_model(model_dir: Path | None, seconds: float) -> dict:
+    """Every contender for one model, in turns, round after round, for `seconds` (at least MIN_ROUNDS rounds)."""
+    tasks = (*ENGINES, "seed", "matmul")
+    workers = {task: Worker(task, model_dir) for task in tasks}  # they load side by side
+    workers = {task: worker.ready() for task, worker in workers.items()}
+    turns = [(task, call) for task in tasks for call in workers[task].info["calls"]]
+    runs = {turn: 1 for turn in turns}  # the first round calibrates: calls per turn of about TURN_SECONDS
+    samples: dict = {turn: [] for turn in turns}
+    started, rounds = time.monotonic(), 0
+    while rounds < MIN_ROUNDS or time.monotonic() - started < seconds:
+        for task, call in turns:
+            if call.startswith("batch") and rounds % BATCH_EVERY:
+                continue
+            time.sleep(SETTLE_SECONDS)
+            times = workers[task].ask(call, runs[(task, call)])
+            samples[(task, call)] += times
+            runs[(task, call)] = max(1, min(50, round(TURN_SECONDS / float(np.median(times)))))
+        rounds += 1
+    peaks = {task: worker.peak_mb() for task, worker in workers.items()}  # before the profiler's second session
+    profile = workers["onnx"].ask("profile")
+    for worker in workers.values():
+        worker.close()
+    return {"samples": samples, "rounds": rounds, "peak_mb": peaks, "profile": profile,
+            "flops": workers["seed"].info["flops"], "blas": workers["matmul"].info["blas"]}
+
+
+def ensure_inception() -> str:
+    if (INCEPTION_DIR / "card.json").exists():
+        return "reused"
+    shutil.rmtree(INCEPTION_DIR, ignore_errors=True)
+    builder = start([sys.executable, "-m", "benchmarks.benchmark", "worker", "build-inception",
+                     "--model-dir", INCEPTION_DIR], "build-inception", cwd=ROOT)
+    reap(builder, timeout=900)
+    if builder.returncode != 0:
+        raise BenchError(f"building the InceptionV3 failed: see {LOGS}/build-inception.log")
+    return "built"
+
+
+def ensure_keras_venv(python: str, wheel: Path) -> str:
+    """A venv with the wheel and its [keras] extra, as a user installs it; rebuilt when the wheel changes."""
+    stamp = KERAS_VENV / ".installed"
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return "reused"
+    shutil.rmtree(KERAS_VENV, ignore_errors=True)
+    subprocess.run([python, "-m", "venv", KERAS_VENV], check=True)
+    subprocess.run([KERAS_VENV / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "-c", ROOT / "requirements" / "constraints.txt", f"{wheel}[keras]"], check=True)
+    stamp.write_text(digest)
+    return "built"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_ok(url: str, process: subprocess.Popen, started: float, timeout: float = 120) -> float:
+    """Seconds from `started` until url answers 200 (polled every 20 ms)."""
+    while time.perf_counter() - started < timeout:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.perf_counter() - started
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.02)
+    raise BenchError(f"{url} never answered 200")
+
+
+def cold_predict(venv: Path, engine: str) -> dict:
+    """`muffin-v-chihuahua predict --json PHOTO` in a fresh process: seconds to its first verdict, peak RSS."""
+    started = time.perf_counter()
+    process = start([venv / "bin" / "muffin-v-chihuahua", "predict", "--json", "--engine", engine, PHOTO],
+                    f"predict-{engine}", stdout=subprocess.PIPE)
+    line = process.stdout.readline()
+    seconds = time.perf_counter() - started
+    process.stdout.read()
+    peak = reap(process)
+    if process.returncode != 0 or "verdict" not in json.loads(line or "{}"):
+        raise BenchError(f"predict with {engine} failed: see {LOGS}/predict-{engine}.log")
+    return {"seconds": seconds, "peak_mb": peak}
+
+
+def cold_page(venv: Path, engine: str, browser) -> dict:
+    """`muffin-v-chihuahua run-demo`: seconds to a healthy server, to Streamlit's frontend loaded in Chromium
+    (its load event) and to the three demo verdicts shown."""
+    port = free_port()
+    started = time.perf_counter()
+    process = start([venv / "bin" / "muffin-v-chihuahua", "run-demo", "--engine", engine,
+                     "--server.port", port, "--server.address", "127.0.0.1"], f"run-demo-{engine}",
+                    stdout=subprocess.DEVNULL)
+    try:
+        healthy = wait_until_ok(f"http://127.0.0.1:{port}/_stcore/health", process, started)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        loaded = time.perf_counter() - started
+        page.wait_for_function(VERDICTS_SHOWN, timeout=120_000)
+        shown = time.perf_counter() - started
+        page.close()
+    finally:
+        peak = stop(process)
+    return {"health_seconds": healthy, "loaded_seconds": loaded, "seconds": shown, "peak_mb": peak}
+
+
+def cold_service(venv: Path, engine: str) -> dict:
+    """`muffin-v-chihuahua serve`: seconds until GET / answers 200 (the model is loaded)."""
+    port = free_port()
+    started = time.perf_counter()
+    process = start([venv / "bin" / "muffin-v-chihuahua", "serve", "--port", port, "--engine", engine],
+                    f"serve-{engine}", stdout=subprocess.DEVNULL)
+    try:
+        seconds = wait_until_ok(f"http://127.0.0.1:{port}/", process, started)
+    finally:
+        peak = stop(process)
+    return {"seconds": seconds, "peak_mb": peak}
+
+
+def median_of(measure, runs: int) -> dict:
+    """Each field's median over `runs` fresh processes."""
+    results = [measure() for _ in range(runs)]
+    return {key: float(np.median([r[key] for r in results])) for key in results[0]} | {"runs": runs}
+
+
+def cold_starts(app_venv: Path, dev_venv: Path) -> list[dict]:
+    from playwright.sync_api import sync_playwright
+
+    rows = [{"what": PREDICT, "engine": engine, "venv": venv, **median_of(lambda: cold_predict(venv, engine), runs)}
+            for engine, venv, runs in (("onnx", app_venv, 5), ("keras", KERAS_VENV, 3))]
+    with sync_playwright() as playwright:  # the browser is up before the clock starts, as a visitor's is
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=BROWSER_ARGS)
+        for engine, venv, runs in (("onnx", app_venv, 3), ("keras", KERAS_VENV, 2)):
+            page = median_of(lambda: cold_page(venv, engine, browser), runs)
+            for what, key in (("`run-demo`, to /_stcore/health 200", "health_seconds"),
+                              ("`run-demo`, to Streamlit's frontend loaded in Chromium", "loaded_seconds")):
+                rows.append({"what": what, "engine": engine, "venv": venv, "seconds": page[key], "runs": runs})
+            rows.append({"what": PAGE, "engine": engine, "venv": venv, **page})
+        browser.close()
+    if (ROOT / "muffin_v_chihuahua" / "service.py").exists():
+        rows += [{"what": "`serve`, to GET / 200", "engine": engine, "venv": dev_venv,
+                  **median_of(lambda: cold_service(dev_venv, engine), runs)} for engine, runs in (("onnx", 3), ("keras", 2))]
+    else:
+        rows.append({"what": "`serve`: muffin_v_chihuahua/service.py does not exist yet, not measured"})
+    return rows
+
+
+def du_mb(path: Path) -> float:
+    return int(subprocess.run(["du", "-sk", path], capture_output=True, text=True, check=True).stdout.split()[0]) / 1024
+
+
+def image_size() -> str:
+    """The app image's size above its base image, from `podman history`; "not built" without one."""
+    def history_bytes(image: str) -> int | None:
+        if subprocess.run(["podman", "image", "exists", image]).returncode != 0:
+            return None
+        rows = subprocess.run(["podman", "history", "--format", "json", image], capture_output=True, check=True).stdout
+        return sum(row["size"] for row in json.loads(rows))
+
+    if not shutil.which("podman") or (total := history_bytes(IMAGE)) is None:
+        return "not built"
+    for base in BASE_IMAGES:
+        if (base_bytes := history_bytes(base)) is not None:
+            return f"{(total - base_bytes) / 1e6:.0f} MB above {base} ({base_bytes / 1e6:.0f} MB)"
+    return f"{total / 1e6:.0f} MB in all (its base image is not here)"
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    chromium = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout.strip()
+    versions = {name: importlib.metadata.version(name) for name in VERSIONS}
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)),
+            "versions": {"python": platform.python_version(), **versions, "chromium": chromium or "?"}}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------------
+
+def ms(times: list[float], q: float = 50) -> float:
+    return 1000 * float(np.percentile(times, q))
+
+
+def digest(measured: dict) -> dict:
+    """The numbers the report shows for one model, from its interleaved samples."""
+    samples = measured["samples"]
+    matmul = samples[("matmul", "matmul")]
+    gflops_rate = 2 * MATMUL_SIZE**3 / float(np.median(matmul)) / 1e9
+    flops = sum(measured["flops"].values())
+    bound_ms = flops / gflops_rate / 1e6
+    rows = {}
+    for task in (*ENGINES, "seed"):
+        one, decoded = samples[(task, "predict")], samples[(task, "decode+predict")]
+        rows[task] = {
+            "p50": ms(one), "p95": ms(one, 95), "runs": len(one), "decoded": ms(decoded), "bound": ms(one) / bound_ms,
+            "throughput": {size: size / float(np.median(samples[(task, f"batch {size}")]))
+                           for size in BATCHES if (task, f"batch {size}") in samples},
+            "peak_mb": measured["peak_mb"][task],
+        }
+    for task in ENGINES:
+        rows[task]["vs_seed"] = rows["seed"]["p50"] / rows[task]["p50"]
+        rows[task]["vs_seed_decoded"] = rows["seed"]["decoded"] / rows[task]["decoded"]
+    rates = [2 * MATMUL_SIZE**3 / t / 1e9 for t in matmul]
+    return {"rows": rows, "gflop": flops / 1e9, "bound_ms": bound_ms, "rate": gflops_rate, "rates": rates,
+            "rounds": measured["rounds"]}
+
+
+def shown(path: Path) -> str:
+    """A path as the report shows it: from the work tree or from ~."""
+    if path.is_relative_to(ROOT):
+        return str(path.relative_to(ROOT))
+    return str(path).replace(str(Path.home()), "~", 1)
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
+
+
+def render(info: dict, measured: dict, cold: list[dict], sizes: list[list], loads: list, seconds: float,
+           notes: list[str]) -> str:
+    digests = {model: digest(m) for model, m in measured.items()}
+    blas = next(iter(measured.values()))["blas"]
+    photo = f"{PHOTO.relative_to(ROOT / 'muffin_v_chihuahua' / 'data')} ({PHOTO.stat().st_size / 1e3:.0f} kB)"
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {seconds:.0f} s). "
+        "The machine is shared and absolute times drift with its load; the ratios hold better: the contenders "
+        "for each model (onnx, keras, the seed's way and the matrix multiply) ran in turns, round after round, "
+        "each in its own process.",
+        "",
+        f"- CPU: {info['cpu']}, {info['cores']} cores usable; BLAS: {blas}",
+        f"- load average (1, 5, 15 min) at start {loads[0]}, at end {loads[1]}",
+        "- the machine's limit: numpy's float32 matrix multiply "
+        f"({MATMUL_SIZE}x{MATMUL_SIZE}, all cores), sampled between the turns: "
+        + "; ".join(f"{model} rounds median **{d['rate']:.0f} GFLOP/s** (from {min(d['rates']):.0f} to "
+                    f"{max(d['rates']):.0f})" for model, d in digests.items())
+        + ". FLOP-bound time = the model's FLOPs (Conv2D, DepthwiseConv2D, Dense: 2 × multiply-adds) at that rate",
+        "- versions: " + ", ".join(f"{name} {version}" for name, version in info["versions"].items()),
+        f"- photo: {photo}. Warm latency: `Classifier.predict` on one decoded image, after warm-up; 'with "
+        "decoding' adds `images.decode` of the photo's bytes (the seed's way: PIL open and resize)",
+        *[f"- {note}" for note in notes],
+        "",
+        "## Warm: the model loaded, batch 1 unless said",
+        "",
+    ]
+    rows = []
+    for model, d in digests.items():
+        for task, name in (("onnx", "onnx"), ("keras", "keras"), ("seed", "seed's way: `model.predict` per PIL image")):
+            r = d["rows"][task]
+            rows.append([model, name, f"{r['p50']:.1f}", f"{r['p95']:.1f}", r["runs"], f"{r['bound']:.2f}",
+                         f"{r['decoded']:.1f}", *(f"{r['throughput'][b]:.1f}" if b in r["throughput"] else "–"
+                                                  for b in BATCHES), f"{r['peak_mb']:.0f}"])
+    parts += [table(["model", "engine", "p50 ms", "p95 ms", "runs", "× FLOP-bound", "with decoding p50 ms",
+                     *(f"batch {b} img/s" for b in BATCHES), "peak RSS MB"], rows), ""]
+
+    parts += ["## Ratios (p50 against p50, same rounds)", "", table(
+        ["model", "GFLOP per image", "FLOP-bound ms", "onnx × bound", "keras × bound", "onnx vs seed",
+         "onnx vs seed, with decoding", "keras vs seed"],
+        [[model, f"{d['gflop']:.2f}", f"{d['bound_ms']:.1f}", f"{d['rows']['onnx']['bound']:.2f}",
+          f"{d['rows']['keras']['bound']:.2f}", f"{d['rows']['onnx']['vs_seed']:.1f}× faster",
+          f"{d['rows']['onnx']['vs_seed_decoded']:.1f}× faster", f"{d['rows']['keras']['vs_seed']:.1f}× faster"]
+         for model, d in digests.items()]), ""]
+
+    parts += ["## Cold: a fresh process (median of the runs)", "",
+              table(["what", "engine", "venv", "seconds", "runs", "peak RSS MB"],
+                    [[row["what"], row.get("engine", "–"), Path(row["venv"]).name if "venv" in row else "–",
+                      f"{row['seconds']:.2f}" if "seconds" in row else "–", row.get("runs", "–"),
+                      f"{row['peak_mb']:.0f}" if "peak_mb" in row else "–"] for row in cold]),
+              "", "Peak RSS: `predict` from wait4 (the process); the servers from VmHWM, added up over their process "
+              "group (`run-demo` and the Streamlit server it starts).", ""]
+
+    parts += ["## Sizes", "", table(["what", "size"], sizes), ""]
+
+    parts += ["## Where the time goes", "",
+              "ONNX Runtime's profiler, batch 1, the engine's session options; GFLOP/s is what each kind of node "
+              "reached, against the matrix multiply's rate above.", ""]
+    for model, m in measured.items():
+        flops, profile = m["flops"], m["profile"]
+        total_flops, total_ms = sum(flops.values()), sum(profile.values())
+        rows = [[kind, f"{flops.get(kind, 0) / total_flops:.1%}", f"{profile.get(kind, 0):.2f}",
+                 f"{profile.get(kind, 0) / total_ms:.1%}",
+                 f"{flops[kind] / profile[kind] / 1e6:.0f}" if flops.get(kind) and profile.get(kind) else "–"]
+                for kind in ("conv", "depthwise", "dense", "preprocessing", "other") if flops.get(kind) or profile.get(kind)]
+        parts += [f"### {model}", "", table(["nodes", "share of FLOPs", "ms per image", "share of time", "GFLOP/s"], rows), ""]
+
+    parts += ["## Targets", "", table(["target", "measured", "met"], targets(digests, cold)), "",
+              "The most any float32 engine can gain on the seed's way is the seed's time over the FLOP-bound time: "
+              + "; ".join(f"{d['rows']['seed']['bound']:.2f}× for {model}" for model, d in digests.items()) + ".",
+              "", page_phases(cold)]
+    return "\n".join(parts)
+
+
+def page_phases(cold: list[dict]) -> str:
+    seconds = {row["what"]: row["seconds"] for row in cold if row.get("engine") == "onnx"}
+    health, loaded = seconds["`run-demo`, to /_stcore/health 200"], seconds["`run-demo`, to Streamlit's frontend loaded in Chromium"]
+    return (f"`run-demo` with onnx, {seconds[PAGE]:.2f} s to the verdicts: the server answers its health check at "
+            f"{health:.2f} s, Chromium has loaded Streamlit's frontend {loaded - health:.2f} s later, and the page's "
+            f"first run (its imports, loading the model, three predictions) and rendering take {seconds[PAGE] - loaded:.2f} s more.")
+
+
+def targets(digests: dict, cold: list[dict]) -> list[list]:
+    def row(name: str, value: float, limit: float, unit: str, at_least: bool = False) -> list:
+        met = value >= limit if at_least else value <= limit
+        return [name, f"{value:.2f}{unit}", "yes" if met else "**no**"]
+
+    rows = [row(f"{model}: onnx, batch 1, within {limit}× its FLOP-bound time", digests[model]["rows"]["onnx"]["bound"],
+                limit, "×") for model, limit in TARGETS["onnx_bound"].items()]
+    rows += [row(f"{model}: onnx at least {limit}× faster than the seed's way, batch 1 (the lower of without and "
+                 "with decoding)", min(digests[model]["rows"]["onnx"]["vs_seed"], digests[model]["rows"]["onnx"]["vs_seed_decoded"]),
+                 limit, "×", at_least=True) for model, limit in TARGETS["seed_speedup"].items()]
+    onnx = {row["what"]: row for row in cold if row.get("engine") == "onnx"}
+    rows += [row(f"{what}, onnx, under {TARGETS[what]} s", onnx[what]["seconds"], TARGETS[what], " s")
+             for what in (PREDICT, PAGE)]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        worker(argv[1:])
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--app-venv", type=Path, default=ROOT / ".venv-app", help="the wheel alone (make install-app)")
+    parser.add_argument("--wheel", type=Path, required=True)
+    parser.add_argument("--python", default="python3", help="the interpreter for the [keras] venv")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    loads = [tuple(round(load, 1) for load in os.getloadavg())]
+    dev_venv = Path(sys.prefix)
+    notes = [f"InceptionV3 model files {ensure_inception()} in {shown(INCEPTION_DIR)}; [keras] venv "
+             f"{ensure_keras_venv(args.python, args.wheel)} in {shown(KERAS_VENV)}; `serve` runs from {shown(dev_venv)} "
+             "(it has the [service] extra)",
+             "the seed's way calls `model.predict(..., verbose=0)`: without its progress bar, a little faster than the seed"]
+    measured = {}
+    for model, (model_dir, seconds) in MODELS.items():
+        print(f"bench: {model}, {seconds} s of rounds ({time.monotonic() - started:.0f} s in)", file=sys.stderr)
+        measured[model] = measure_model(model_dir, seconds)
+    print(f"bench: cold starts ({time.monotonic() - started:.0f} s in)", file=sys.stderr)
+    cold = cold_starts(args.app_venv, dev_venv)
+    sizes = [
+        ["installed venv, onnx engine (the wheel alone)", f"{du_mb(args.app_venv):.0f} MB"],
+        ["installed venv, keras engine (the wheel with [keras])", f"{du_mb(KERAS_VENV):.0f} MB"],
+        ["wheel", f"{args.wheel.stat().st_size / 1e6:.1f} MB"],
+        ["app image above its base", image_size()],
+    ]
+    loads.append(tuple(round(load, 1) for load in os.getloadavg()))
+    report = render(machine(), measured, cold, sizes, loads, time.monotonic() - started, notes)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report + "\n")
+    print(report)
+    print(f"bench: wrote {args.out} in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
