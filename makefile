@@ -11,6 +11,8 @@ DATASET_SHA256 ?=
 VENV ?= .venv
 APP_VENV ?= .venv-app
 PYTEST_ARGS ?=
+# TensorFlow's C++ start-up chatter (oneDNN, CPU features) buries the build's own lines; errors still show.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' muffin_v_chihuahua/__init__.py)
 WHEEL = dist/muffin_v_chihuahua-$(VERSION)-py3-none-any.whl
