@@ -74,25 +74,12 @@ TARGETS = {  # from the issue
 # Worker side: one contender loaded in a fresh process, timing its calls when the parent asks
 # ---------------------------------------------------------------------------------------------------
 
-def folder_classifier(model_dir: Path, engine: str):
-    """A Classifier on the model files in model_dir instead of the package's: what Classifier.__init__ sets."""
-    from muffin_v_chihuahua import engines
-    from muffin_v_chihuahua.classifier import Classifier
-
-    classifier = Classifier.__new__(Classifier)
-    classifier.card = json.loads((model_dir / "card.json").read_text())
-    classifier._imagenet_names = json.loads((model_dir / classifier.card["imagenet_class_names"]).read_text())
-    classifier._engine = engines.load(engine, model_dir, classifier.card)
-    classifier.input_size = tuple(classifier.card["input_size"])
-    return classifier
-
-
 def engine_calls(model_dir: Path | None, engine: str) -> tuple[dict, dict]:
     """Classifier.predict on one decoded photo, on its bytes (with images.decode) and on batches."""
     from muffin_v_chihuahua import images
     from muffin_v_chihuahua.classifier import Classifier
 
-    classifier = Classifier(engine) if model_dir is None else folder_classifier(model_dir, engine)
+    classifier = Classifier(engine, model_dir)
     data = PHOTO.read_bytes()
     array = images.decode(data, classifier.input_size)
     calls = {

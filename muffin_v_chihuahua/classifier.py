@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -51,8 +52,9 @@ def domain_mass(imagenet: np.ndarray, class_ranges: list[list[int]]) -> np.ndarr
 class Classifier:
     """The model files bundled in the package, run by one engine; loading is the slow part, so do it once."""
 
-    def __init__(self, engine: str = "auto"):
-        model_dir = resources.files("muffin_v_chihuahua") / "model"
+    def __init__(self, engine: str = "auto", model_dir: Path | None = None):
+        """model_dir: the model files (card.json and what it names); by default the ones in this package."""
+        model_dir = model_dir or resources.files("muffin_v_chihuahua") / "model"
         self.card = json.loads((model_dir / "card.json").read_text())
         self._imagenet_names = json.loads((model_dir / self.card["imagenet_class_names"]).read_text())
         with resources.as_file(model_dir) as path:

@@ -86,3 +86,15 @@ def test_a_cat_is_neither_with_a_reason_naming_what_it_looks_like(classifier, ne
     assert prediction.reason == f"looks like a {prediction.imagenet[0].name}, not a muffin or a chihuahua"
     assert "cat" in prediction.imagenet[0].name.lower() or "mau" in prediction.imagenet[0].name.lower()
     assert len(prediction.imagenet) == 3
+
+
+def test_model_files_can_come_from_another_folder(tmp_path, labelled_photos):
+    import shutil
+
+    from muffin_v_chihuahua.classifier import Classifier
+    from tests.conftest import PACKAGE
+
+    shutil.copytree(PACKAGE / "model", tmp_path / "model", ignore=shutil.ignore_patterns("*.h5"))
+    moved, packaged = Classifier("onnx", tmp_path / "model"), Classifier("onnx")
+    arrays = decode_all(packaged, labelled_photos[:2])
+    assert moved.predict(arrays) == packaged.predict(arrays)
