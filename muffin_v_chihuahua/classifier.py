@@ -50,7 +50,8 @@ def domain_mass(imagenet: np.ndarray, class_ranges: list[list[int]]) -> np.ndarr
 
 
 class Classifier:
-    """The model files bundled in the package, run by one engine; loading is the slow part, so do it once."""
+    """The model files (by default those bundled in the package), run by one engine; loading is the slow part,
+    so do it once."""
 
     def __init__(self, engine: str = "auto", model_dir: Path | None = None):
         """model_dir: the model files (card.json and what it names); by default the ones in this package."""
