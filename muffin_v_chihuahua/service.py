@@ -55,7 +55,6 @@ ACCEPTED = "image/jpeg, image/png, image/webp, image/gif, image/bmp or image/tif
 UNTYPED = ("", "application/octet-stream")
 MULTIPART_FIELDS = ("files", "file")
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers, per request
-READ_CHUNK = 64 * 1024
 # A refused body's rest is read and dropped (see _discard_rest) until none of it has arrived for this long.
 DISCARD_IDLE_SECONDS = 1.0
 
