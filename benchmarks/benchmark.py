@@ -58,8 +58,14 @@ MATMUL_SIZE = 2048  # float32 square matrices: large enough for OpenBLAS to run 
 # The container image `make package-docker` builds, and the base images its dockerfile may start from.
 IMAGE, BASE_IMAGES = "muffin-v-chihuahua", ("localhost/python-base:3.11", "python:3.11-slim")
 VERSIONS = ("numpy", "onnxruntime", "tensorflow-cpu", "keras", "Pillow", "streamlit", "playwright")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--disable-sync", "--no-first-run"]
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VERDICTS_SHOWN = "(document.body.innerText.match(/[✅❌]/gu) || []).length >= 3"  # the page's three demo verdicts
 PREDICT, PAGE = "`predict` one photo, to its verdict", "`run-demo`, to the 3 demo verdicts in Chromium"
 TARGETS = {  # from the issue
@@ -73,6 +79,7 @@ TARGETS = {  # from the issue
 # ---------------------------------------------------------------------------------------------------
 # Worker side: one contender loaded in a fresh process, timing its calls when the parent asks
 # ---------------------------------------------------------------------------------------------------
+
 
 def engine_calls(model_dir: Path | None, engine: str) -> tuple[dict, dict]:
     """Classifier.predict on one decoded photo, on its bytes (with images.decode) and on batches."""
@@ -111,7 +118,9 @@ def seed_calls(model_dir: Path | None) -> tuple[dict, dict]:
         return model.predict(np.expand_dims(np.array(image), axis=0), verbose=0)
 
     array = np.expand_dims(np.array(Image.open(PHOTO).resize(size)), axis=0)
-    return {"predict": lambda: model.predict(array, verbose=0), "decode+predict": seed_way}, {"flops": count_flops(model)}
+    return {"predict": lambda: model.predict(array, verbose=0), "decode+predict": seed_way}, {
+        "flops": count_flops(model)
+    }
 
 
 def matmul_calls() -> tuple[dict, dict]:
@@ -120,8 +129,15 @@ def matmul_calls() -> tuple[dict, dict]:
 
     rng = np.random.default_rng(0)
     a, b = (rng.random((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32) for _ in range(2))
-    blas = next((f"{pool['internal_api']} {pool['version']} ({pool.get('architecture', '?')} kernel, "
-                 f"{pool['num_threads']} threads)" for pool in threadpool_info() if pool["user_api"] == "blas"), "?")
+    blas = next(
+        (
+            f"{pool['internal_api']} {pool['version']} ({pool.get('architecture', '?')} kernel, "
+            f"{pool['num_threads']} threads)"
+            for pool in threadpool_info()
+            if pool["user_api"] == "blas"
+        ),
+        "?",
+    )
     return {"matmul": lambda: a @ b}, {"blas": blas}
 
 
@@ -202,8 +218,11 @@ def build_inception(out_dir: Path) -> None:
     builder.export_onnx(model, out_dir / builder.ONNX_FILE, np.zeros((1, 299, 299, 3), np.float32))
     card = json.loads((PACKAGE_MODEL / "card.json").read_text())
     shutil.copy(PACKAGE_MODEL / card["imagenet_class_names"], out_dir)
-    card.update(backbone="inception-v3, random weights (benchmark only)", input_size=[299, 299],
-                files={"keras": {"file": builder.MODEL_FILE}, "onnx": {"file": builder.ONNX_FILE}})
+    card.update(
+        backbone="inception-v3, random weights (benchmark only)",
+        input_size=[299, 299],
+        files={"keras": {"file": builder.MODEL_FILE}, "onnx": {"file": builder.ONNX_FILE}},
+    )
     (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
@@ -244,6 +263,7 @@ def worker(argv: list[str]) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Parent side: workers in turns, fresh processes, their peak memory
 # ---------------------------------------------------------------------------------------------------
+
 
 class BenchError(RuntimeError):
     """A measured process failed; the message names its log."""
@@ -328,7 +348,7 @@ def measure_model(model_dir: Path | None, seconds: float) -> dict:
     workers = {task: Worker(task, model_dir) for task in tasks}  # they load side by side
     workers = {task: worker.ready() for task, worker in workers.items()}
     turns = [(task, call) for task in tasks for call in workers[task].info["calls"]]
-    runs = {turn: 1 for turn in turns}  # the first round calibrates: calls per turn of about TURN_SECONDS
+    runs = dict.fromkeys(turns, 1)  # the first round calibrates: calls per turn of about TURN_SECONDS
     samples: dict = {turn: [] for turn in turns}
     started, rounds = time.monotonic(), 0
     while rounds < MIN_ROUNDS or time.monotonic() - started < seconds:
@@ -344,16 +364,25 @@ def measure_model(model_dir: Path | None, seconds: float) -> dict:
     profile = workers["onnx"].ask("profile")
     for worker in workers.values():
         worker.close()
-    return {"samples": samples, "rounds": rounds, "peak_mb": peaks, "profile": profile,
-            "flops": workers["seed"].info["flops"], "blas": workers["matmul"].info["blas"]}
+    return {
+        "samples": samples,
+        "rounds": rounds,
+        "peak_mb": peaks,
+        "profile": profile,
+        "flops": workers["seed"].info["flops"],
+        "blas": workers["matmul"].info["blas"],
+    }
 
 
 def ensure_inception() -> str:
     if (INCEPTION_DIR / "card.json").exists():
         return "reused"
     shutil.rmtree(INCEPTION_DIR, ignore_errors=True)
-    builder = start([sys.executable, "-m", "benchmarks.benchmark", "worker", "build-inception",
-                     "--model-dir", INCEPTION_DIR], "build-inception", cwd=ROOT)
+    builder = start(
+        [sys.executable, "-m", "benchmarks.benchmark", "worker", "build-inception", "--model-dir", INCEPTION_DIR],
+        "build-inception",
+        cwd=ROOT,
+    )
     reap(builder, timeout=900)
     if builder.returncode != 0:
         raise BenchError(f"building the InceptionV3 failed: see {LOGS}/build-inception.log")
@@ -368,8 +397,18 @@ def ensure_keras_venv(python: str, wheel: Path) -> str:
         return "reused"
     shutil.rmtree(KERAS_VENV, ignore_errors=True)
     subprocess.run([python, "-m", "venv", KERAS_VENV], check=True)
-    subprocess.run([KERAS_VENV / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "-c", ROOT / "requirements" / "constraints.txt", f"{wheel}[keras]"], check=True)
+    subprocess.run(
+        [
+            KERAS_VENV / "bin" / "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-c",
+            ROOT / "requirements" / "constraints.txt",
+            f"{wheel}[keras]",
+        ],
+        check=True,
+    )
     stamp.write_text(digest)
     return "built"
 
@@ -398,8 +437,11 @@ def wait_until_ok(url: str, process: subprocess.Popen, started: float, timeout: 
 def cold_predict(venv: Path, engine: str) -> dict:
     """`muffin-v-chihuahua predict --json PHOTO` in a fresh process: seconds to its first verdict, peak RSS."""
     started = time.perf_counter()
-    process = start([venv / "bin" / "muffin-v-chihuahua", "predict", "--json", "--engine", engine, PHOTO],
-                    f"predict-{engine}", stdout=subprocess.PIPE)
+    process = start(
+        [venv / "bin" / "muffin-v-chihuahua", "predict", "--json", "--engine", engine, PHOTO],
+        f"predict-{engine}",
+        stdout=subprocess.PIPE,
+    )
     line = process.stdout.readline()
     seconds = time.perf_counter() - started
     process.stdout.read()
@@ -414,9 +456,20 @@ def cold_page(venv: Path, engine: str, browser) -> dict:
     (its load event) and to the three demo verdicts shown."""
     port = free_port()
     started = time.perf_counter()
-    process = start([venv / "bin" / "muffin-v-chihuahua", "run-demo", "--engine", engine,
-                     "--server.port", port, "--server.address", "127.0.0.1"], f"run-demo-{engine}",
-                    stdout=subprocess.DEVNULL)
+    process = start(
+        [
+            venv / "bin" / "muffin-v-chihuahua",
+            "run-demo",
+            "--engine",
+            engine,
+            "--server.port",
+            port,
+            "--server.address",
+            "127.0.0.1",
+        ],
+        f"run-demo-{engine}",
+        stdout=subprocess.DEVNULL,
+    )
     try:
         healthy = wait_until_ok(f"http://127.0.0.1:{port}/_stcore/health", process, started)
         page = browser.new_page()
@@ -434,8 +487,11 @@ def cold_service(venv: Path, engine: str) -> dict:
     """`muffin-v-chihuahua serve`: seconds until GET / answers 200 (the model is loaded)."""
     port = free_port()
     started = time.perf_counter()
-    process = start([venv / "bin" / "muffin-v-chihuahua", "serve", "--port", port, "--engine", engine],
-                    f"serve-{engine}", stdout=subprocess.DEVNULL)
+    process = start(
+        [venv / "bin" / "muffin-v-chihuahua", "serve", "--port", port, "--engine", engine],
+        f"serve-{engine}",
+        stdout=subprocess.DEVNULL,
+    )
     try:
         seconds = wait_until_ok(f"http://127.0.0.1:{port}/", process, started)
     finally:
@@ -443,29 +499,40 @@ def cold_service(venv: Path, engine: str) -> dict:
     return {"seconds": seconds, "peak_mb": peak}
 
 
-def median_of(measure, runs: int) -> dict:
-    """Each field's median over `runs` fresh processes."""
-    results = [measure() for _ in range(runs)]
+def median_of(measure, runs: int, *arguments) -> dict:
+    """Each field's median over `runs` fresh processes, each `measure(*arguments)`."""
+    results = [measure(*arguments) for _ in range(runs)]
     return {key: float(np.median([r[key] for r in results])) for key in results[0]} | {"runs": runs}
 
 
 def cold_starts(app_venv: Path, dev_venv: Path) -> list[dict]:
     from playwright.sync_api import sync_playwright
 
-    rows = [{"what": PREDICT, "engine": engine, "venv": venv, **median_of(lambda: cold_predict(venv, engine), runs)}
-            for engine, venv, runs in (("onnx", app_venv, 5), ("keras", KERAS_VENV, 3))]
+    rows = [
+        {"what": PREDICT, "engine": engine, "venv": venv, **median_of(cold_predict, runs, venv, engine)}
+        for engine, venv, runs in (("onnx", app_venv, 5), ("keras", KERAS_VENV, 3))
+    ]
     with sync_playwright() as playwright:  # the browser is up before the clock starts, as a visitor's is
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=BROWSER_ARGS)
         for engine, venv, runs in (("onnx", app_venv, 3), ("keras", KERAS_VENV, 2)):
-            page = median_of(lambda: cold_page(venv, engine, browser), runs)
-            for what, key in (("`run-demo`, to /_stcore/health 200", "health_seconds"),
-                              ("`run-demo`, to Streamlit's frontend loaded in Chromium", "loaded_seconds")):
+            page = median_of(cold_page, runs, venv, engine, browser)
+            for what, key in (
+                ("`run-demo`, to /_stcore/health 200", "health_seconds"),
+                ("`run-demo`, to Streamlit's frontend loaded in Chromium", "loaded_seconds"),
+            ):
                 rows.append({"what": what, "engine": engine, "venv": venv, "seconds": page[key], "runs": runs})
             rows.append({"what": PAGE, "engine": engine, "venv": venv, **page})
         browser.close()
     if (ROOT / "muffin_v_chihuahua" / "service.py").exists():
-        rows += [{"what": "`serve`, to GET / 200", "engine": engine, "venv": dev_venv,
-                  **median_of(lambda: cold_service(dev_venv, engine), runs)} for engine, runs in (("onnx", 3), ("keras", 2))]
+        rows += [
+            {
+                "what": "`serve`, to GET / 200",
+                "engine": engine,
+                "venv": dev_venv,
+                **median_of(cold_service, runs, dev_venv, engine),
+            }
+            for engine, runs in (("onnx", 3), ("keras", 2))
+        ]
     else:
         rows.append({"what": "`serve`: muffin_v_chihuahua/service.py does not exist yet, not measured"})
     return rows
@@ -477,6 +544,7 @@ def du_mb(path: Path) -> float:
 
 def image_size() -> str:
     """The app image's size above its base image, from `podman history`; "not built" without one."""
+
     def history_bytes(image: str) -> int | None:
         if subprocess.run(["podman", "image", "exists", image]).returncode != 0:
             return None
@@ -492,17 +560,27 @@ def image_size() -> str:
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     chromium = subprocess.run(["/usr/bin/chromium", "--version"], capture_output=True, text=True).stdout.strip()
     versions = {name: importlib.metadata.version(name) for name in VERSIONS}
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)),
-            "versions": {"python": platform.python_version(), **versions, "chromium": chromium or "?"}}
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "versions": {"python": platform.python_version(), **versions, "chromium": chromium or "?"},
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
 # The report
 # ---------------------------------------------------------------------------------------------------
+
 
 def ms(times: list[float], q: float = 50) -> float:
     return 1000 * float(np.percentile(times, q))
@@ -519,17 +597,30 @@ def digest(measured: dict) -> dict:
     for task in (*ENGINES, "seed"):
         one, decoded = samples[(task, "predict")], samples[(task, "decode+predict")]
         rows[task] = {
-            "p50": ms(one), "p95": ms(one, 95), "runs": len(one), "decoded": ms(decoded), "bound": ms(one) / bound_ms,
-            "throughput": {size: size / float(np.median(samples[(task, f"batch {size}")]))
-                           for size in BATCHES if (task, f"batch {size}") in samples},
+            "p50": ms(one),
+            "p95": ms(one, 95),
+            "runs": len(one),
+            "decoded": ms(decoded),
+            "bound": ms(one) / bound_ms,
+            "throughput": {
+                size: size / float(np.median(samples[(task, f"batch {size}")]))
+                for size in BATCHES
+                if (task, f"batch {size}") in samples
+            },
             "peak_mb": measured["peak_mb"][task],
         }
     for task in ENGINES:
         rows[task]["vs_seed"] = rows["seed"]["p50"] / rows[task]["p50"]
         rows[task]["vs_seed_decoded"] = rows["seed"]["decoded"] / rows[task]["decoded"]
     rates = [2 * MATMUL_SIZE**3 / t / 1e9 for t in matmul]
-    return {"rows": rows, "gflop": flops / 1e9, "bound_ms": bound_ms, "rate": gflops_rate, "rates": rates,
-            "rounds": measured["rounds"]}
+    return {
+        "rows": rows,
+        "gflop": flops / 1e9,
+        "bound_ms": bound_ms,
+        "rate": gflops_rate,
+        "rates": rates,
+        "rounds": measured["rounds"],
+    }
 
 
 def shown(path: Path) -> str:
@@ -544,15 +635,16 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows])
 
 
-def render(info: dict, measured: dict, cold: list[dict], sizes: list[list], loads: list, seconds: float,
-           notes: list[str]) -> str:
+def render(
+    info: dict, measured: dict, cold: list[dict], sizes: list[list], loads: list, seconds: float, notes: list[str]
+) -> str:
     digests = {model: digest(m) for model, m in measured.items()}
     blas = next(iter(measured.values()))["blas"]
     photo = f"{PHOTO.relative_to(ROOT / 'muffin_v_chihuahua' / 'data')} ({PHOTO.stat().st_size / 1e3:.0f} kB)"
     parts = [
         "# Benchmarks",
         "",
-        f"Written by `make bench` ({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {seconds:.0f} s). "
+        f"Written by `make bench` ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {seconds:.0f} s). "
         "The machine is shared and absolute times drift with its load; the ratios hold better: the contenders "
         "for each model (onnx, keras, the seed's way and the matrix multiply) ran in turns, round after round, "
         "each in its own process.",
@@ -561,8 +653,10 @@ def render(info: dict, measured: dict, cold: list[dict], sizes: list[list], load
         f"- load average (1, 5, 15 min) at start {loads[0]}, at end {loads[1]}",
         "- the machine's limit: numpy's float32 matrix multiply "
         f"({MATMUL_SIZE}x{MATMUL_SIZE}, all cores), sampled between the turns: "
-        + "; ".join(f"{model} rounds median **{d['rate']:.0f} GFLOP/s** (from {min(d['rates']):.0f} to "
-                    f"{max(d['rates']):.0f})" for model, d in digests.items())
+        + "; ".join(
+            f"{model} rounds median **{d['rate']:.0f} GFLOP/s** (from {min(d['rates']):.0f} to {max(d['rates']):.0f})"
+            for model, d in digests.items()
+        )
         + ". FLOP-bound time = the model's FLOPs (Conv2D, DepthwiseConv2D, Dense: 2 × multiply-adds) at that rate",
         "- versions: " + ", ".join(f"{name} {version}" for name, version in info["versions"].items()),
         f"- photo: {photo}. Warm latency: `Classifier.predict` on one decoded image, after warm-up; 'with "
@@ -576,55 +670,146 @@ def render(info: dict, measured: dict, cold: list[dict], sizes: list[list], load
     for model, d in digests.items():
         for task, name in (("onnx", "onnx"), ("keras", "keras"), ("seed", "seed's way: `model.predict` per PIL image")):
             r = d["rows"][task]
-            rows.append([model, name, f"{r['p50']:.1f}", f"{r['p95']:.1f}", r["runs"], f"{r['bound']:.2f}",
-                         f"{r['decoded']:.1f}", *(f"{r['throughput'][b]:.1f}" if b in r["throughput"] else "–"
-                                                  for b in BATCHES), f"{r['peak_mb']:.0f}"])
-    parts += [table(["model", "engine", "p50 ms", "p95 ms", "runs", "× FLOP-bound", "with decoding p50 ms",
-                     *(f"batch {b} img/s" for b in BATCHES), "peak RSS MB"], rows), ""]
+            rows.append(
+                [
+                    model,
+                    name,
+                    f"{r['p50']:.1f}",
+                    f"{r['p95']:.1f}",
+                    r["runs"],
+                    f"{r['bound']:.2f}",
+                    f"{r['decoded']:.1f}",
+                    *(f"{r['throughput'][b]:.1f}" if b in r["throughput"] else "–" for b in BATCHES),
+                    f"{r['peak_mb']:.0f}",
+                ]
+            )
+    parts += [
+        table(
+            [
+                "model",
+                "engine",
+                "p50 ms",
+                "p95 ms",
+                "runs",
+                "× FLOP-bound",
+                "with decoding p50 ms",
+                *(f"batch {b} img/s" for b in BATCHES),
+                "peak RSS MB",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
-    parts += ["## Ratios (p50 against p50, same rounds)", "", table(
-        ["model", "GFLOP per image", "FLOP-bound ms", "onnx × bound", "keras × bound", "onnx vs seed",
-         "onnx vs seed, with decoding", "keras vs seed"],
-        [[model, f"{d['gflop']:.2f}", f"{d['bound_ms']:.1f}", f"{d['rows']['onnx']['bound']:.2f}",
-          f"{d['rows']['keras']['bound']:.2f}", f"{d['rows']['onnx']['vs_seed']:.1f}× faster",
-          f"{d['rows']['onnx']['vs_seed_decoded']:.1f}× faster", f"{d['rows']['keras']['vs_seed']:.1f}× faster"]
-         for model, d in digests.items()]), ""]
+    parts += [
+        "## Ratios (p50 against p50, same rounds)",
+        "",
+        table(
+            [
+                "model",
+                "GFLOP per image",
+                "FLOP-bound ms",
+                "onnx × bound",
+                "keras × bound",
+                "onnx vs seed",
+                "onnx vs seed, with decoding",
+                "keras vs seed",
+            ],
+            [
+                [
+                    model,
+                    f"{d['gflop']:.2f}",
+                    f"{d['bound_ms']:.1f}",
+                    f"{d['rows']['onnx']['bound']:.2f}",
+                    f"{d['rows']['keras']['bound']:.2f}",
+                    f"{d['rows']['onnx']['vs_seed']:.1f}× faster",
+                    f"{d['rows']['onnx']['vs_seed_decoded']:.1f}× faster",
+                    f"{d['rows']['keras']['vs_seed']:.1f}× faster",
+                ]
+                for model, d in digests.items()
+            ],
+        ),
+        "",
+    ]
 
-    parts += ["## Cold: a fresh process (median of the runs)", "",
-              table(["what", "engine", "venv", "seconds", "runs", "peak RSS MB"],
-                    [[row["what"], row.get("engine", "–"), Path(row["venv"]).name if "venv" in row else "–",
-                      f"{row['seconds']:.2f}" if "seconds" in row else "–", row.get("runs", "–"),
-                      f"{row['peak_mb']:.0f}" if "peak_mb" in row else "–"] for row in cold]),
-              "", "Peak RSS: `predict` from wait4 (the process); the servers from VmHWM, added up over their process "
-              "group (`run-demo` and the Streamlit server it starts).", ""]
+    parts += [
+        "## Cold: a fresh process (median of the runs)",
+        "",
+        table(
+            ["what", "engine", "venv", "seconds", "runs", "peak RSS MB"],
+            [
+                [
+                    row["what"],
+                    row.get("engine", "–"),
+                    Path(row["venv"]).name if "venv" in row else "–",
+                    f"{row['seconds']:.2f}" if "seconds" in row else "–",
+                    row.get("runs", "–"),
+                    f"{row['peak_mb']:.0f}" if "peak_mb" in row else "–",
+                ]
+                for row in cold
+            ],
+        ),
+        "",
+        "Peak RSS: `predict` from wait4 (the process); the servers from VmHWM, added up over their process "
+        "group (`run-demo` and the Streamlit server it starts).",
+        "",
+    ]
 
     parts += ["## Sizes", "", table(["what", "size"], sizes), ""]
 
-    parts += ["## Where the time goes", "",
-              "ONNX Runtime's profiler, batch 1, the engine's session options; GFLOP/s is what each kind of node "
-              "reached, against the matrix multiply's rate above.", ""]
+    parts += [
+        "## Where the time goes",
+        "",
+        "ONNX Runtime's profiler, batch 1, the engine's session options; GFLOP/s is what each kind of node "
+        "reached, against the matrix multiply's rate above.",
+        "",
+    ]
     for model, m in measured.items():
         flops, profile = m["flops"], m["profile"]
         total_flops, total_ms = sum(flops.values()), sum(profile.values())
-        rows = [[kind, f"{flops.get(kind, 0) / total_flops:.1%}", f"{profile.get(kind, 0):.2f}",
-                 f"{profile.get(kind, 0) / total_ms:.1%}",
-                 f"{flops[kind] / profile[kind] / 1e6:.0f}" if flops.get(kind) and profile.get(kind) else "–"]
-                for kind in ("conv", "depthwise", "dense", "preprocessing", "other") if flops.get(kind) or profile.get(kind)]
-        parts += [f"### {model}", "", table(["nodes", "share of FLOPs", "ms per image", "share of time", "GFLOP/s"], rows), ""]
+        rows = [
+            [
+                kind,
+                f"{flops.get(kind, 0) / total_flops:.1%}",
+                f"{profile.get(kind, 0):.2f}",
+                f"{profile.get(kind, 0) / total_ms:.1%}",
+                f"{flops[kind] / profile[kind] / 1e6:.0f}" if flops.get(kind) and profile.get(kind) else "–",
+            ]
+            for kind in ("conv", "depthwise", "dense", "preprocessing", "other")
+            if flops.get(kind) or profile.get(kind)
+        ]
+        parts += [
+            f"### {model}",
+            "",
+            table(["nodes", "share of FLOPs", "ms per image", "share of time", "GFLOP/s"], rows),
+            "",
+        ]
 
-    parts += ["## Targets", "", table(["target", "measured", "met"], targets(digests, cold)), "",
-              "The most any float32 engine can gain on the seed's way is the seed's time over the FLOP-bound time: "
-              + "; ".join(f"{d['rows']['seed']['bound']:.2f}× for {model}" for model, d in digests.items()) + ".",
-              "", page_phases(cold)]
+    parts += [
+        "## Targets",
+        "",
+        table(["target", "measured", "met"], targets(digests, cold)),
+        "",
+        "The most any float32 engine can gain on the seed's way is the seed's time over the FLOP-bound time: "
+        + "; ".join(f"{d['rows']['seed']['bound']:.2f}× for {model}" for model, d in digests.items())
+        + ".",
+        "",
+        page_phases(cold),
+    ]
     return "\n".join(parts)
 
 
 def page_phases(cold: list[dict]) -> str:
     seconds = {row["what"]: row["seconds"] for row in cold if row.get("engine") == "onnx"}
-    health, loaded = seconds["`run-demo`, to /_stcore/health 200"], seconds["`run-demo`, to Streamlit's frontend loaded in Chromium"]
-    return (f"`run-demo` with onnx, {seconds[PAGE]:.2f} s to the verdicts: the server answers its health check at "
-            f"{health:.2f} s, Chromium has loaded Streamlit's frontend {loaded - health:.2f} s later, and the page's "
-            f"first run (its imports, loading the model, three predictions) and rendering take {seconds[PAGE] - loaded:.2f} s more.")
+    health, loaded = (
+        seconds["`run-demo`, to /_stcore/health 200"],
+        seconds["`run-demo`, to Streamlit's frontend loaded in Chromium"],
+    )
+    return (
+        f"`run-demo` with onnx, {seconds[PAGE]:.2f} s to the verdicts: the server answers its health check at "
+        f"{health:.2f} s, Chromium has loaded Streamlit's frontend {loaded - health:.2f} s later, and the page's "
+        f"first run (its imports, loading the model, three predictions) and rendering take {seconds[PAGE] - loaded:.2f} s more."
+    )
 
 
 def targets(digests: dict, cold: list[dict]) -> list[list]:
@@ -632,14 +817,31 @@ def targets(digests: dict, cold: list[dict]) -> list[list]:
         met = value >= limit if at_least else value <= limit
         return [name, f"{value:.2f}{unit}", "yes" if met else "**no**"]
 
-    rows = [row(f"{model}: onnx, batch 1, within {limit}× its FLOP-bound time", digests[model]["rows"]["onnx"]["bound"],
-                limit, "×") for model, limit in TARGETS["onnx_bound"].items()]
-    rows += [row(f"{model}: onnx at least {limit}× faster than the seed's way, batch 1 (the lower of without and "
-                 "with decoding)", min(digests[model]["rows"]["onnx"]["vs_seed"], digests[model]["rows"]["onnx"]["vs_seed_decoded"]),
-                 limit, "×", at_least=True) for model, limit in TARGETS["seed_speedup"].items()]
+    rows = [
+        row(
+            f"{model}: onnx, batch 1, within {limit}× its FLOP-bound time",
+            digests[model]["rows"]["onnx"]["bound"],
+            limit,
+            "×",
+        )
+        for model, limit in TARGETS["onnx_bound"].items()
+    ]
+    rows += [
+        row(
+            f"{model}: onnx at least {limit}× faster than the seed's way, batch 1 (the lower of without and "
+            "with decoding)",
+            min(digests[model]["rows"]["onnx"]["vs_seed"], digests[model]["rows"]["onnx"]["vs_seed_decoded"]),
+            limit,
+            "×",
+            at_least=True,
+        )
+        for model, limit in TARGETS["seed_speedup"].items()
+    ]
     onnx = {row["what"]: row for row in cold if row.get("engine") == "onnx"}
-    rows += [row(f"{what}, onnx, under {TARGETS[what]} s", onnx[what]["seconds"], TARGETS[what], " s")
-             for what in (PREDICT, PAGE)]
+    rows += [
+        row(f"{what}, onnx, under {TARGETS[what]} s", onnx[what]["seconds"], TARGETS[what], " s")
+        for what in (PREDICT, PAGE)
+    ]
     return rows
 
 
@@ -658,10 +860,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     loads = [tuple(round(load, 1) for load in os.getloadavg())]
     dev_venv = Path(sys.prefix)
-    notes = [f"InceptionV3 model files {ensure_inception()} in {shown(INCEPTION_DIR)}; [keras] venv "
-             f"{ensure_keras_venv(args.python, args.wheel)} in {shown(KERAS_VENV)}; `serve` runs from {shown(dev_venv)} "
-             "(it has the [service] extra)",
-             "the seed's way calls `model.predict(..., verbose=0)`: without its progress bar, a little faster than the seed"]
+    notes = [
+        f"InceptionV3 model files {ensure_inception()} in {shown(INCEPTION_DIR)}; [keras] venv "
+        f"{ensure_keras_venv(args.python, args.wheel)} in {shown(KERAS_VENV)}; `serve` runs from {shown(dev_venv)} "
+        "(it has the [service] extra)",
+        "the seed's way calls `model.predict(..., verbose=0)`: without its progress bar, a little faster than the seed",
+    ]
     measured = {}
     for model, (model_dir, seconds) in MODELS.items():
         print(f"bench: {model}, {seconds} s of rounds ({time.monotonic() - started:.0f} s in)", file=sys.stderr)

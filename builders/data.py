@@ -103,7 +103,9 @@ def fetch_archive(url: str, sha256: str, workdir: Path) -> Path:
 def build(source: str, dest: Path, sha256: str = "") -> int:
     """Verify the source, then replace dest with its photos, checksums and credit. Returns the photo count."""
     with tempfile.TemporaryDirectory() as workdir:
-        root = fetch_archive(source, sha256, Path(workdir)) if source.startswith(("http://", "https://")) else Path(source)
+        root = (
+            fetch_archive(source, sha256, Path(workdir)) if source.startswith(("http://", "https://")) else Path(source)
+        )
         checksums = verify(root)
         staging = dest.with_name(dest.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)

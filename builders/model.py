@@ -112,7 +112,7 @@ def check_agreement(h5_path: Path, onnx_path: Path, photos: np.ndarray) -> dict:
 
     def run_all(engine) -> tuple[np.ndarray, np.ndarray]:
         outputs = [engine.run(photos[i : i + 16]) for i in range(0, len(photos), 16)]
-        imagenet, verdict = (np.concatenate(parts) for parts in zip(*outputs))
+        imagenet, verdict = (np.concatenate(parts) for parts in zip(*outputs, strict=True))
         return imagenet, verdict
 
     keras_imagenet, keras_verdict = run_all(KerasEngine(h5_path))
@@ -132,7 +132,9 @@ def check_agreement(h5_path: Path, onnx_path: Path, photos: np.ndarray) -> dict:
 
 
 def library_versions() -> dict[str, str]:
-    return {name: importlib.metadata.version(name) for name in ("tensorflow-cpu", "keras", "tf2onnx", "numpy", "Pillow")}
+    return {
+        name: importlib.metadata.version(name) for name in ("tensorflow-cpu", "keras", "tf2onnx", "numpy", "Pillow")
+    }
 
 
 def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
@@ -160,7 +162,9 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
     model.save(model_path)
     export_onnx(model, onnx_path, photos[:1])
     agreement = check_agreement(model_path, onnx_path, photos)
-    print(f"model: .h5 and .onnx agree on {len(photos)} photos (largest difference {agreement['max_probability_difference']:.1e})")
+    print(
+        f"model: .h5 and .onnx agree on {len(photos)} photos (largest difference {agreement['max_probability_difference']:.1e})"
+    )
     (out_dir / CLASS_NAMES_FILE).write_text(json.dumps(backbones.imagenet_class_names(), indent=0))
     card = {
         "name": "muffin-v-chihuahua",
@@ -187,7 +191,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         },
         "dataset": {"sha256": dataset_digest(checksums), "photos": len(checksums), "credit": "data/SOURCE.md"},
         "libraries": library_versions(),
-        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "build_seconds": round(time.monotonic() - started, 1),
     }
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -23,9 +23,30 @@ from muffin_v_chihuahua.classifier import domain_mass
 DOMAIN_CLASSES = [[151, 268], [415, 415], [924, 965], [969, 969]]
 # scikit-image sample pictures that ship with the package (no download), one of each (cat = chelsea).
 NEGATIVE_SAMPLES = (
-    "astronaut", "binary_blobs", "brick", "camera", "cat", "cell", "checkerboard", "clock", "coffee", "coins",
-    "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo",
-    "microaneurysms", "moon", "page", "retina", "rocket", "shepp_logan_phantom", "text",
+    "astronaut",
+    "binary_blobs",
+    "brick",
+    "camera",
+    "cat",
+    "cell",
+    "checkerboard",
+    "clock",
+    "coffee",
+    "coins",
+    "colorwheel",
+    "grass",
+    "gravel",
+    "horse",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "logo",
+    "microaneurysms",
+    "moon",
+    "page",
+    "retina",
+    "rocket",
+    "shepp_logan_phantom",
+    "text",
 )
 
 
@@ -63,7 +84,9 @@ def choose_threshold(in_domain: np.ndarray, negatives: np.ndarray) -> float:
     return float(thresholds[int(np.argmax(scores))])
 
 
-def calibrate(dataset_imagenet: np.ndarray, imagenet_of: Callable[[np.ndarray], np.ndarray], size: tuple[int, int]) -> dict:
+def calibrate(
+    dataset_imagenet: np.ndarray, imagenet_of: Callable[[np.ndarray], np.ndarray], size: tuple[int, int]
+) -> dict:
     """The rule for the model card, with its measured rates.
 
     dataset_imagenet: ImageNet probabilities of the dataset photos; imagenet_of: model input arrays ->
@@ -87,5 +110,5 @@ def calibrate(dataset_imagenet: np.ndarray, imagenet_of: Callable[[np.ndarray], 
         "heldout_negatives_caught_share": float((held_out_mass < threshold).mean()),
         "calibration_negatives_caught_share": float((calibration_mass < threshold).mean()),
         "negatives": {"source": "scikit-image sample pictures", "calibration": calibration, "held_out": held_out},
-        "missed_held_out_negatives": [name for name, m in zip(held_out, held_out_mass) if m >= threshold],
+        "missed_held_out_negatives": [name for name, m in zip(held_out, held_out_mass, strict=True) if m >= threshold],
     }

@@ -1,6 +1,6 @@
 """Open a built wheel as a zip and check it carries the model its card describes and every demo photo.
 
-    python -m builders.verify_wheel dist/muffin_v_chihuahua-<version>-py3-none-any.whl
+python -m builders.verify_wheel dist/muffin_v_chihuahua-<version>-py3-none-any.whl
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify-wheel: {problem}", file=sys.stderr)
     size = wheel.stat().st_size
     limit = "over" if size > PYPI_FILE_LIMIT else "under"
-    print(f"verify-wheel: {wheel.name} is {size / 1e6:.1f} MB, {limit} PyPI's default {PYPI_FILE_LIMIT / 2**20:.0f} MiB file limit")
+    print(
+        f"verify-wheel: {wheel.name} is {size / 1e6:.1f} MB, {limit} PyPI's default {PYPI_FILE_LIMIT / 2**20:.0f} MiB file limit"
+    )
     if not problems:
         print("verify-wheel: model SHA-256 matches its card; all demo photos present")
     return 1 if problems else 0

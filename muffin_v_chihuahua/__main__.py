@@ -64,8 +64,10 @@ def predict(paths: list[Path], output: str, engine: str) -> int:
                 decoded.append((path, images.decode(path.read_bytes(), classifier.input_size)))
             except (images.ImageError, OSError) as error:
                 failures += 1
-                print(f"muffin-v-chihuahua: skipped {path}: {getattr(error, 'strerror', None) or error}", file=sys.stderr)
-        for (path, _), prediction in zip(decoded, classifier.predict([array for _, array in decoded])):
+                print(
+                    f"muffin-v-chihuahua: skipped {path}: {getattr(error, 'strerror', None) or error}", file=sys.stderr
+                )
+        for (path, _), prediction in zip(decoded, classifier.predict([array for _, array in decoded]), strict=True):
             writer.write(str(path), prediction)
         if show_progress:
             done = min(start + BATCH, len(files))
@@ -80,13 +82,15 @@ class TableOutput:
 
     def write(self, path: str, prediction) -> None:
         top = prediction.imagenet[0]
-        self.rows.append((path, prediction.verdict, f"{prediction.probability:.1%}", f"{top.name} {top.probability:.0%}"))
+        self.rows.append(
+            (path, prediction.verdict, f"{prediction.probability:.1%}", f"{top.name} {top.probability:.0%}")
+        )
 
     def close(self) -> None:
         header = ("photo", "verdict", "probability", "top ImageNet label")
         widths = [max(len(row[i]) for row in [header, *self.rows]) for i in range(len(header))]
         for row in [header, *self.rows]:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 class JsonLinesOutput:
@@ -104,8 +108,17 @@ class CsvOutput:
 
     def write(self, path: str, prediction) -> None:
         first, *others = prediction.imagenet
-        self.writer.writerow([path, prediction.verdict, f"{prediction.probability:.6f}", first.name,
-                              f"{first.probability:.6f}", *(label.name for label in others), prediction.reason or ""])
+        self.writer.writerow(
+            [
+                path,
+                prediction.verdict,
+                f"{prediction.probability:.6f}",
+                first.name,
+                f"{first.probability:.6f}",
+                *(label.name for label in others),
+                prediction.reason or "",
+            ]
+        )
 
     def close(self) -> None:
         sys.stdout.flush()
@@ -137,8 +150,11 @@ def serve(host: str, port: int, engine: str) -> int:
 
     missing = [name for name in SERVICE_MODULES if importlib.util.find_spec(name) is None]
     if missing:
-        print(f"muffin-v-chihuahua: serve needs the service extra, which is not installed (missing: {', '.join(missing)}): "
-              "pip install 'muffin-v-chihuahua[service]'", file=sys.stderr)
+        print(
+            f"muffin-v-chihuahua: serve needs the service extra, which is not installed (missing: {', '.join(missing)}): "
+            "pip install 'muffin-v-chihuahua[service]'",
+            file=sys.stderr,
+        )
         return 2
     from muffin_v_chihuahua import service
 
@@ -155,7 +171,9 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="muffin-v-chihuahua", description="Tell a muffin from a chihuahua in a photo.")
     top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
-    engine_help = f"which engine runs the model (default: ${engines.ENGINE_VARIABLE}, else auto: the best one installed)"
+    engine_help = (
+        f"which engine runs the model (default: ${engines.ENGINE_VARIABLE}, else auto: the best one installed)"
+    )
     default_engine = os.environ.get(engines.ENGINE_VARIABLE, "auto")
 
     run = commands.add_parser("run-demo", help="start the Streamlit page (port 8080); other options go to Streamlit")
@@ -172,7 +190,9 @@ def parser() -> argparse.ArgumentParser:
     describe = commands.add_parser("info", help="version, model card and demo photo counts")
     describe.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
 
-    http = commands.add_parser("serve", help="serve the model over HTTP (GET / health, POST /predict); the [service] extra")
+    http = commands.add_parser(
+        "serve", help="serve the model over HTTP (GET / health, POST /predict); the [service] extra"
+    )
     http.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     http.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     http.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)

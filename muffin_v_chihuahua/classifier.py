@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -71,7 +71,7 @@ class Classifier:
         if len(batch) == 0:
             return []
         imagenet, verdict = self._engine.run(self._stack(batch))
-        return [self._prediction(i, v) for i, v in zip(imagenet, verdict)]
+        return [self._prediction(i, v) for i, v in zip(imagenet, verdict, strict=True)]
 
     def _stack(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         expected = (self.input_size[1], self.input_size[0], 3)

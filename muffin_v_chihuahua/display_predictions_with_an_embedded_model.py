@@ -26,7 +26,11 @@ def load_classifier(engine: str) -> Classifier:
     started = time.monotonic()
     classifier = Classifier(engine=engine)
     # One line per load in the server's log: every browser session shares this one model.
-    print(f"muffin-v-chihuahua: model loaded ({classifier.engine}) in {time.monotonic() - started:.2f} s", file=sys.stderr, flush=True)
+    print(
+        f"muffin-v-chihuahua: model loaded ({classifier.engine}) in {time.monotonic() - started:.2f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return classifier
 
 
@@ -59,7 +63,7 @@ def show_demo(classifier: Classifier) -> None:
     photos = st.session_state.demo_photos
     pictures = [images.open_rgb(photo.file.read_bytes()) for photo in photos]
     predictions = classifier.predict([images.to_array(p, classifier.input_size) for p in pictures])
-    for column, photo, picture, prediction in zip(st.columns(DEMO_COUNT), photos, pictures, predictions):
+    for column, photo, picture, prediction in zip(st.columns(DEMO_COUNT), photos, pictures, predictions, strict=True):
         with column:
             st.image(picture, caption=f"{photo.name} (true label: {photo.label})", width="stretch")
             show_prediction(prediction, truth=photo.label)

@@ -44,9 +44,13 @@ def open_rgb(data: bytes) -> Image.Image:
         kind = _kind_from_signature(data)
         if kind:
             raise ImageError("corrupt", f"the {kind} file is truncated or corrupt") from None
-        raise ImageError("not-an-image", "the file is not an image (accepted: JPEG, PNG, WebP, GIF, BMP, TIFF)") from None
+        raise ImageError(
+            "not-an-image", "the file is not an image (accepted: JPEG, PNG, WebP, GIF, BMP, TIFF)"
+        ) from None
     if image.width * image.height > MAX_PIXELS:
-        raise ImageError("too-many-pixels", f"the image is {image.width}x{image.height}, more than {MAX_PIXELS:,} pixels")
+        raise ImageError(
+            "too-many-pixels", f"the image is {image.width}x{image.height}, more than {MAX_PIXELS:,} pixels"
+        )
     try:
         image.load()
         image = ImageOps.exif_transpose(image)

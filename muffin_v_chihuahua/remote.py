@@ -19,7 +19,8 @@ import socket
 import urllib.error
 import urllib.request
 import uuid
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -57,7 +58,9 @@ class RemoteClassifier:
             answer = self._call("POST", "/predict", body, content_type, self.predict_timeout)
             results = answer.get("predictions", [])
             if len(results) != len(chunk):
-                raise ServiceError(f"the inference service at {self.url} answered {len(results)} predictions for {len(chunk)} images")
+                raise ServiceError(
+                    f"the inference service at {self.url} answered {len(results)} predictions for {len(chunk)} images"
+                )
             predictions += [Prediction.from_dict(result) for result in results]
         return predictions
 
@@ -70,10 +73,18 @@ class RemoteClassifier:
         picture.save(buffer, format="PNG", compress_level=1)  # lossless; level 1: fast, the network is local
         return buffer.getvalue()
 
-    def _call(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-              timeout: float | None = None) -> Any:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         """One request; every failure becomes a ServiceError that names the service and what happened."""
-        request = urllib.request.Request(self.url + path, data=body, method=method, headers={"Accept": "application/json"})
+        request = urllib.request.Request(
+            self.url + path, data=body, method=method, headers={"Accept": "application/json"}
+        )
         if content_type:
             request.add_header("Content-Type", content_type)
         where = f"the inference service at {self.url}"
@@ -84,13 +95,15 @@ class RemoteClassifier:
             detail = _detail(error)
             if error.code == 503:
                 raise ServiceError(f"{where} is not ready: {detail or 'it answered 503'}") from None
-            raise ServiceError(f"{where} answered {error.code} {error.reason}{': ' + detail if detail else ''}") from None
+            raise ServiceError(
+                f"{where} answered {error.code} {error.reason}{': ' + detail if detail else ''}"
+            ) from None
         except urllib.error.URLError as error:
             reason = error.reason
             if isinstance(reason, (TimeoutError, socket.timeout)):
                 raise ServiceError(f"{where} did not answer within {timeout or self.timeout:g} s") from None
             raise ServiceError(f"{where} cannot be reached: {reason}") from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise ServiceError(f"{where} did not answer within {timeout or self.timeout:g} s") from None
         except (OSError, ValueError) as error:  # connection reset mid-answer, a malformed URL
             raise ServiceError(f"{where} failed: {error}") from None

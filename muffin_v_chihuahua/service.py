@@ -48,8 +48,15 @@ TEST_LOAD_DELAY_VARIABLE = "MUFFIN_V_CHIHUAHUA_TEST_LOAD_DELAY_SECONDS"
 
 # Content types accepted for an image (a multipart part may also say application/octet-stream or nothing).
 IMAGE_TYPES = {
-    "image/jpeg": "JPEG", "image/jpg": "JPEG", "image/pjpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP",
-    "image/gif": "GIF", "image/bmp": "BMP", "image/x-ms-bmp": "BMP", "image/tiff": "TIFF",
+    "image/jpeg": "JPEG",
+    "image/jpg": "JPEG",
+    "image/pjpeg": "JPEG",
+    "image/png": "PNG",
+    "image/webp": "WEBP",
+    "image/gif": "GIF",
+    "image/bmp": "BMP",
+    "image/x-ms-bmp": "BMP",
+    "image/tiff": "TIFF",
 }
 ACCEPTED = "image/jpeg, image/png, image/webp, image/gif, image/bmp or image/tiff"
 UNTYPED = ("", "application/octet-stream")
@@ -98,7 +105,9 @@ class Model:
     def load(self) -> None:
         try:
             if self.load_delay:
-                log.warning("%s=%s: waiting before loading the model (tests only)", TEST_LOAD_DELAY_VARIABLE, self.load_delay)
+                log.warning(
+                    "%s=%s: waiting before loading the model (tests only)", TEST_LOAD_DELAY_VARIABLE, self.load_delay
+                )
                 time.sleep(self.load_delay)
             classifier = Classifier(engine=self.requested_engine)
             # One prediction before the health check turns 200: the model answers (and the keras engine's
@@ -194,7 +203,10 @@ PREDICT_BODY = {
                 "required": ["files"],
             }
         },
-        **{kind: {"schema": {"type": "string", "format": "binary"}} for kind in ("image/jpeg", "image/png", "image/webp", "image/gif")},
+        **{
+            kind: {"schema": {"type": "string", "format": "binary"}}
+            for kind in ("image/jpeg", "image/png", "image/webp", "image/gif")
+        },
     },
 }
 
@@ -214,7 +226,9 @@ def create_app(
     if max_upload_mb is None:
         max_upload_mb = _setting(MAX_UPLOAD_MB_VARIABLE, float, images.MAX_UPLOAD_MB)
     if not 0 < max_upload_mb <= images.MAX_UPLOAD_MB:
-        raise ConfigurationError(f"{MAX_UPLOAD_MB_VARIABLE} must be more than 0 and at most {images.MAX_UPLOAD_MB} (MB), not {max_upload_mb}")
+        raise ConfigurationError(
+            f"{MAX_UPLOAD_MB_VARIABLE} must be more than 0 and at most {images.MAX_UPLOAD_MB} (MB), not {max_upload_mb}"
+        )
     if max_files is None:
         max_files = _setting(MAX_FILES_VARIABLE, int, MAX_FILES)
     if max_files < 1:
@@ -244,7 +258,9 @@ def create_app(
 
     def not_ready() -> JSONResponse:
         if model.error:
-            return JSONResponse({"status": "failed", "detail": f"the model could not be loaded: {model.error}"}, status_code=503)
+            return JSONResponse(
+                {"status": "failed", "detail": f"the model could not be loaded: {model.error}"}, status_code=503
+            )
         return JSONResponse(
             {"status": "loading", "detail": f"the model is loading ({time.monotonic() - model.started:.0f} s so far)"},
             status_code=503,
@@ -257,12 +273,20 @@ def create_app(
         detail = "; ".join(f"{name}: {message}" if name else message for name, message in error.errors)
         return JSONResponse({"detail": detail, "errors": errors}, status_code=error.status)
 
-    @app.get("/", response_model=Health, responses={503: {"model": NotReady, "description": "the model is not loaded (yet)"}})
+    @app.get(
+        "/", response_model=Health, responses={503: {"model": NotReady, "description": "the model is not loaded (yet)"}}
+    )
     async def health():
         """The health check: 200 once the model answers, 503 while it loads (or if it failed to load)."""
         if model.classifier is None:
             return not_ready()
-        return {"status": "ok", "app_version": __version__, **model.identity, "max_upload_mb": max_upload_mb, "max_files": max_files}
+        return {
+            "status": "ok",
+            "app_version": __version__,
+            **model.identity,
+            "max_upload_mb": max_upload_mb,
+            "max_files": max_files,
+        }
 
     @app.get("/card", responses={503: {"model": NotReady}})
     async def card() -> dict:
@@ -278,7 +302,10 @@ def create_app(
         responses={
             413: {"model": Problem, "description": "an image or the request is too large, or too many images"},
             415: {"model": Problem, "description": "not an image (content type or content)"},
-            422: {"model": Problem, "description": "an image that cannot be decoded: truncated, corrupt, too many pixels"},
+            422: {
+                "model": Problem,
+                "description": "an image that cannot be decoded: truncated, corrupt, too many pixels",
+            },
             503: {"model": NotReady, "description": "the model is still loading"},
         },
     )
@@ -299,8 +326,16 @@ def create_app(
                 uploads = [Upload(filename, content_type, await _read_body(request, max_bytes, filename))]
             else:
                 shown = content_type or "no content type"
-                raise BadInput(415, [(filename, f"{shown} is not accepted: send multipart/form-data files under "
-                                                f"{MULTIPART_FIELDS[0]!r} or one image as the body ({ACCEPTED})")])
+                raise BadInput(
+                    415,
+                    [
+                        (
+                            filename,
+                            f"{shown} is not accepted: send multipart/form-data files under "
+                            f"{MULTIPART_FIELDS[0]!r} or one image as the body ({ACCEPTED})",
+                        )
+                    ],
+                )
         except BadInput:
             await _discard_rest(request, 2 * max_bytes + MULTIPART_OVERHEAD)
             raise
@@ -310,7 +345,10 @@ def create_app(
         return {
             "engine": model.identity["engine"],
             "model_sha256": model.identity["model_sha256"],
-            "predictions": [{"file": upload.name, **prediction.to_dict()} for upload, prediction in zip(uploads, predictions)],
+            "predictions": [
+                {"file": upload.name, **prediction.to_dict()}
+                for upload, prediction in zip(uploads, predictions, strict=True)
+            ],
         }
 
     return app
@@ -338,7 +376,9 @@ def _check_declared_length(request: Request, limit: int, name: str | None, what:
     """Refuse from the Content-Length header alone, before reading a byte of the body."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise BadInput(413, [(name, f"{what} of {int(declared):,} bytes is larger than the limit of {_megabytes(limit)}")])
+        raise BadInput(
+            413, [(name, f"{what} of {int(declared):,} bytes is larger than the limit of {_megabytes(limit)}")]
+        )
 
 
 async def _discard_rest(request: Request, limit: int) -> None:
@@ -373,7 +413,9 @@ async def _read_body(request: Request, limit: int, name: str) -> bytes:
 
 async def _read_multipart(request: Request, file_limit: int, max_files: int) -> list[Upload]:
     """The files of a multipart/form-data body, each refused (413) as soon as it passes `file_limit`."""
-    _check_declared_length(request, file_limit * max_files + MULTIPART_OVERHEAD, None, f"the request (up to {max_files} images)")
+    _check_declared_length(
+        request, file_limit * max_files + MULTIPART_OVERHEAD, None, f"the request (up to {max_files} images)"
+    )
     _, options = parse_options_header(request.headers["content-type"])
     boundary = options.get(b"boundary")
     if not boundary:
@@ -399,7 +441,9 @@ async def _read_multipart(request: Request, file_limit: int, max_files: int) -> 
     def on_headers_finished():
         _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
         part["name"] = disposition.get(b"name", b"").decode("utf-8", "replace")
-        part["filename"] = disposition.get(b"filename", b"").decode("utf-8", "replace") if b"filename" in disposition else None
+        part["filename"] = (
+            disposition.get(b"filename", b"").decode("utf-8", "replace") if b"filename" in disposition else None
+        )
         part["is_file"] = part["filename"] is not None or part["name"] in MULTIPART_FIELDS
         if part["is_file"] and len(uploads) >= max_files:
             raise BadInput(413, [(None, f"too many images: at most {max_files} per request")])
@@ -421,9 +465,16 @@ async def _read_multipart(request: Request, file_limit: int, max_files: int) -> 
             kind = _media_type(part["headers"].get(b"content-type", b"").decode("latin-1"))
             uploads.append(Upload(name, kind, bytes(part["data"])))
 
-    callbacks = dict(on_part_begin=on_part_begin, on_header_field=on_header_field, on_header_value=on_header_value,
-                     on_header_end=on_header_end, on_headers_finished=on_headers_finished, on_part_data=on_part_data,
-                     on_part_end=on_part_end, on_end=lambda: ended.append(True))
+    callbacks = {
+        "on_part_begin": on_part_begin,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+        "on_end": lambda: ended.append(True),
+    }
     try:
         parser = python_multipart.MultipartParser(boundary, callbacks)
         async for chunk in request.stream():
@@ -436,7 +487,9 @@ async def _read_multipart(request: Request, file_limit: int, max_files: int) -> 
     if not ended:
         raise BadInput(422, [(None, "the multipart/form-data body is incomplete: it has no closing boundary")])
     if not uploads:
-        raise BadInput(422, [(None, f"no image in the request: send files under the form field {MULTIPART_FIELDS[0]!r}")])
+        raise BadInput(
+            422, [(None, f"no image in the request: send files under the form field {MULTIPART_FIELDS[0]!r}")]
+        )
     return uploads
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,14 @@ def labelled_photos(dataset_dir) -> list[tuple[str, Path]]:
     return [(path.parent.name, path) for path in sorted(dataset_dir.glob("*/*.jpg"))]
 
 
+def imported_after(code: str, candidates: tuple[str, ...], env: dict[str, str] | None = None) -> list[str]:
+    """Run `code` in a fresh interpreter; which of `candidates` it then holds in sys.modules (sorted)."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in {candidates!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])
+
+
 ENGINES = ("onnx", "keras")
 
 
@@ -55,8 +64,20 @@ def classifier(engine):
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
-        check=True, cwd=out,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=out,
     )
     [built] = out.glob("muffin_v_chihuahua-*-py3-none-any.whl")
     return built
@@ -66,8 +87,15 @@ def make_venv(folder: Path, requirement: str) -> Path:
     """A fresh venv holding only the wheel (with extras, if asked) and its dependencies."""
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
     subprocess.run(
-        [folder / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-c", ROOT / "requirements" / "constraints.txt", requirement],
+        [
+            folder / "bin" / "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-c",
+            ROOT / "requirements" / "constraints.txt",
+            requirement,
+        ],
         check=True,
     )
     return folder

@@ -43,7 +43,12 @@ def encode(image: Image.Image, format: str, **options) -> bytes:
 def png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG whose header declares width x height: a decompression bomb."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(b"\0" * 64)) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def gif_declaring(width: int, height: int) -> bytes:
@@ -95,7 +100,12 @@ def sixteen_bit_rgb() -> bytes:
     height, width, _ = pixels.shape
     rows = b"".join(b"\0" + row.tobytes() for row in pixels)
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def zip_archive() -> bytes:
@@ -135,11 +145,26 @@ def cases() -> tuple[Case, ...]:
         # Files the app must refuse, each with a clear reason.
         Case("empty", "empty.jpg", b"", "empty"),
         Case("text-as-jpg", "notes.jpg", b"Dear diary, today I saw a muffin.\n" * 40, "not-an-image"),
-        Case("html-as-jpg", "page.jpg", b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>", "not-an-image"),
-        Case("svg", "vector.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>', "not-an-image"),
+        Case(
+            "html-as-jpg",
+            "page.jpg",
+            b"<!doctype html><html><body><img src=x onerror=alert(1)></body></html>",
+            "not-an-image",
+        ),
+        Case(
+            "svg",
+            "vector.svg",
+            b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>',
+            "not-an-image",
+        ),
         Case("zip", "photos.zip.jpg", zip_archive(), "not-an-image"),
         Case("pdf", "scan.jpg", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", "not-an-image"),
-        Case("random-bytes", "noise.jpg", bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)), "not-an-image"),
+        Case(
+            "random-bytes",
+            "noise.jpg",
+            bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)),
+            "not-an-image",
+        ),
         Case("null-bytes", "zeros.png", b"\x00" * 2048, "not-an-image"),
         Case("truncated-jpeg", "cut.jpg", big_jpeg[: len(big_jpeg) // 2], "corrupt"),
         Case("truncated-png", "cut.png", big_png[: len(big_png) // 2], "corrupt"),

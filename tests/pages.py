@@ -6,8 +6,15 @@ import re
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and quiet: this machine's closed network refuses Chromium's background connections.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # A rendered verdict line: "muffin 🍪 99.8% ✅".
 VERDICT = re.compile(r"^(muffin|chihuahua|neither) \S+ \d+\.\d%")
 
@@ -20,14 +27,17 @@ def open_page(browser, url: str):
 
 
 def verdicts(page) -> list[str]:
-    return [text for text in page.locator("[data-testid=stMarkdownContainer] p").all_inner_texts() if VERDICT.match(text)]
+    return [
+        text for text in page.locator("[data-testid=stMarkdownContainer] p").all_inner_texts() if VERDICT.match(text)
+    ]
 
 
 def wait_for_verdicts(page, count: int, timeout: float = 60_000) -> None:
     page.wait_for_function(
         """([pattern, count]) => [...document.querySelectorAll('[data-testid=stMarkdownContainer] p')]
             .filter(p => new RegExp(pattern).test(p.innerText)).length >= count""",
-        arg=[VERDICT.pattern, count], timeout=timeout,
+        arg=[VERDICT.pattern, count],
+        timeout=timeout,
     )
 
 
@@ -36,6 +46,7 @@ def wait_for_pictures(page, count: int, timeout: float = 30_000) -> None:
     page.wait_for_function(
         """count => [...document.querySelectorAll('[data-testid=stImage] img')]
             .filter(img => img.complete && img.naturalWidth > 0).length >= count""",
-        arg=count, timeout=timeout,
+        arg=count,
+        timeout=timeout,
     )
     page.locator("input[type=file]").wait_for(state="attached", timeout=timeout)

@@ -8,6 +8,8 @@ ServiceProcess; and the small HTTP helpers (urllib only) the tests ask the serve
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import io
 import json
 import os
@@ -16,13 +18,15 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -41,6 +45,30 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serving_folder(folder: Path) -> Iterator[str]:
+    """A static HTTP server for `folder` on a free loopback port, for the with block; yields its base URL."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=folder))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def closed_url() -> str:
+    """A loopback URL nothing listens on."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without the source tree on the path, plus extra variables."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
@@ -54,8 +82,12 @@ def spawn(command: list, log: Path, cwd: Path | None = None, env: dict[str, str]
     """A server in its own process group (so that stop() ends it and its children), its output in log."""
     with Path(log).open("wb") as output:
         return subprocess.Popen(
-            [str(part) for part in command], cwd=cwd, env=env or clean_env(),
-            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(part) for part in command],
+            cwd=cwd,
+            env=env or clean_env(),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
 
@@ -73,7 +105,9 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def running(command: list, log: Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+def running(
+    command: list, log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen]:
     """spawn() for the duration of a with block: stopped on exit, whatever happened."""
     process = spawn(command, log, cwd, env)
     try:
@@ -82,8 +116,13 @@ def running(command: list, log: Path, cwd: Path | None = None, env: dict[str, st
         stop(process)
 
 
-def answers(url: str, timeout: float = 120, process: subprocess.Popen | None = None, interval: float = 0.1,
-            request_timeout: float = 5) -> Iterator[tuple[int, Any]]:
+def answers(
+    url: str,
+    timeout: float = 120,
+    process: subprocess.Popen | None = None,
+    interval: float = 0.1,
+    request_timeout: float = 5,
+) -> Iterator[tuple[int, Any]]:
     """Every (status, body) url answers, asked every `interval` s until the caller stops listening;
     fails after `timeout` s, or early if the server process has exited."""
     deadline = time.monotonic() + timeout
@@ -91,9 +130,11 @@ def answers(url: str, timeout: float = 120, process: subprocess.Popen | None = N
         if process is not None and process.poll() is not None:
             raise AssertionError(f"the server exited with {process.returncode} before {url} answered")
         try:
-            yield get(url, timeout=request_timeout)
+            answer = get(url, timeout=request_timeout)
         except OSError:  # not listening yet
-            pass
+            answer = None
+        if answer is not None:
+            yield answer
         time.sleep(interval)
     raise AssertionError(f"gave up waiting for {url} after {timeout} s")
 
@@ -112,8 +153,9 @@ class ServiceProcess:
     Use it as a context manager, or start() and stop() it (a test that stops and restarts a service).
     """
 
-    def __init__(self, engine: str = "onnx", port: int | None = None, env: dict[str, str] | None = None,
-                 log: Path | None = None):
+    def __init__(
+        self, engine: str = "onnx", port: int | None = None, env: dict[str, str] | None = None, log: Path | None = None
+    ):
         self.engine = engine
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -3,7 +3,6 @@ with its embedded model and as the front end of the model service (INFERENCE_URL
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests import corpus
@@ -22,7 +21,14 @@ def demo_url(app_venv, tmp_path_factory):
     """run-demo from the installed wheel (no TensorFlow), on a free port; yields (url, its log file)."""
     folder = tmp_path_factory.mktemp("run-demo")
     port = free_port()
-    command = [app_venv / "bin" / "muffin-v-chihuahua", "run-demo", "--server.port", port, "--server.address", "127.0.0.1"]
+    command = [
+        app_venv / "bin" / "muffin-v-chihuahua",
+        "run-demo",
+        "--server.port",
+        port,
+        "--server.address",
+        "127.0.0.1",
+    ]
     with running(command, folder / "run-demo.log", cwd=folder) as server:
         wait_for(f"http://127.0.0.1:{port}/_stcore/health", process=server)
         yield f"http://127.0.0.1:{port}", folder / "run-demo.log"
@@ -52,7 +58,8 @@ def test_three_demo_verdicts_then_shuffle_shows_others(browser, demo_url):
             page.wait_for_function(
                 "before => [...document.querySelectorAll('[data-testid=stImageCaption]')].map(c => c.innerText)"
                 ".filter(t => t.includes('true label')).join('|') !== before",
-                arg="|".join(before), timeout=20_000,
+                arg="|".join(before),
+                timeout=20_000,
             )
             break
         except Exception:
@@ -95,9 +102,21 @@ def test_the_front_end_shows_the_services_verdicts_names_it_when_it_is_gone_and_
     service_port, page_port = free_port(), free_port()
     service_url, page_url = f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{page_port}"
     service = first = ServiceProcess("onnx", port=service_port, log=tmp_path / "service.log")
-    command = [app_venv / "bin" / "muffin-v-chihuahua", "run-demo", "--server.port", page_port, "--server.address", "127.0.0.1"]
+    command = [
+        app_venv / "bin" / "muffin-v-chihuahua",
+        "run-demo",
+        "--server.port",
+        page_port,
+        "--server.address",
+        "127.0.0.1",
+    ]
     try:
-        with first, running(command, tmp_path / "run-demo.log", cwd=tmp_path, env=clean_env(INFERENCE_URL=service_url)) as server:
+        with (
+            first,
+            running(
+                command, tmp_path / "run-demo.log", cwd=tmp_path, env=clean_env(INFERENCE_URL=service_url)
+            ) as server,
+        ):
             wait_for(f"{page_url}/_stcore/health", process=server)
             page = open_page(browser, page_url)
             assert len(verdicts(page)) == 3
@@ -119,7 +138,9 @@ def test_the_front_end_shows_the_services_verdicts_names_it_when_it_is_gone_and_
             page.screenshot(path=ARTIFACTS / "page-frontend-no-service.png", full_page=True)
 
             # ... and comes back on the same port: "Try again" brings the verdicts back.
-            service = ServiceProcess("onnx", port=service_port, log=tmp_path / "service-again.log").start().wait_until_ready()
+            service = (
+                ServiceProcess("onnx", port=service_port, log=tmp_path / "service-again.log").start().wait_until_ready()
+            )
             try_again.click()
             wait_for_verdicts(page, 3)
             error.wait_for(state="detached", timeout=30_000)

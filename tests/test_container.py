@@ -45,8 +45,9 @@ def make(*args: str, log: Path, timeout: float) -> float:
     """Run a make target of this project (its output to log); return the seconds it took."""
     started = time.monotonic()
     with log.open("w") as out:
-        result = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT, timeout=timeout)
+        result = subprocess.run(
+            ["make", "--no-print-directory", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=timeout
+        )
     if result.returncode:
         tail = "\n".join(log.read_text().splitlines()[-40:])
         raise AssertionError(f"make {' '.join(args)} exited {result.returncode} (log: {log}):\n{tail}")
@@ -74,8 +75,13 @@ def image(measurements) -> str:
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: `make system-deps` installs it")
     ARTIFACTS.mkdir(exist_ok=True)
-    seconds = make("package-docker", "CONTAINER_ENGINE=podman", f"IMAGE={IMAGE}",
-                   log=ARTIFACTS / "container-build.log", timeout=3600)
+    seconds = make(
+        "package-docker",
+        "CONTAINER_ENGINE=podman",
+        f"IMAGE={IMAGE}",
+        log=ARTIFACTS / "container-build.log",
+        timeout=3600,
+    )
     measurements["build (make package-docker, layer cache as found)"] = f"{seconds:.0f} s"
     return IMAGE
 
@@ -86,8 +92,15 @@ def container(image, measurements):
     name, port = f"muffin-v-chihuahua-test-{os.getpid()}", free_port()
     started = time.monotonic()
     try:
-        make("run-docker", "CONTAINER_ENGINE=podman", f"IMAGE={image}", f"PORT={port}",
-             f"DOCKER_RUN_ARGS=--detach --name {name}", log=ARTIFACTS / "container-run.log", timeout=120)
+        make(
+            "run-docker",
+            "CONTAINER_ENGINE=podman",
+            f"IMAGE={image}",
+            f"PORT={port}",
+            f"DOCKER_RUN_ARGS=--detach --name {name}",
+            log=ARTIFACTS / "container-run.log",
+            timeout=120,
+        )
         try:
             wait_for(f"http://127.0.0.1:{port}/_stcore/health")
         except AssertionError as error:
@@ -163,8 +176,13 @@ def test_the_image_holds_the_runtime_only_and_the_photos_once(container, dataset
     absent = "import importlib.util as u; print([m for m in ('pip', 'setuptools', 'keras') if u.find_spec(m)])"
     assert in_container(name, "python", "-c", absent).stdout.strip() == "[]"
     # No sources or wheel copied in, no pip cache (its mount point may stay, empty), no compiler.
-    leftovers = in_container(name, "sh", "-c", "ls -d /src /dist 2>/dev/null; find /root/.cache -type f 2>/dev/null;"
-                             " command -v gcc cc g++; true", user="0").stdout.split()
+    leftovers = in_container(
+        name,
+        "sh",
+        "-c",
+        "ls -d /src /dist 2>/dev/null; find /root/.cache -type f 2>/dev/null; command -v gcc cc g++; true",
+        user="0",
+    ).stdout.split()
     assert leftovers == []
 
 
@@ -205,8 +223,13 @@ def services(measurements):
     container's network namespace, sharing its private loopback; only the page is published, on a free
     loopback port. Removed afterwards."""
     service_image, frontend_image = f"{IMAGE}-service", f"{IMAGE}-frontend"
-    seconds = make("package-services", "CONTAINER_ENGINE=podman", f"IMAGE={IMAGE}",
-                   log=ARTIFACTS / "services-build.log", timeout=3600)
+    seconds = make(
+        "package-services",
+        "CONTAINER_ENGINE=podman",
+        f"IMAGE={IMAGE}",
+        log=ARTIFACTS / "services-build.log",
+        timeout=3600,
+    )
     measurements["build (make package-services, after the app image)"] = f"{seconds:.0f} s"
     base = int(podman("image", "inspect", "--format", "{{.Size}}", BASE_IMAGE).stdout)
     for kind, name in (("service", service_image), ("frontend", frontend_image)):
@@ -214,8 +237,16 @@ def services(measurements):
         measurements[f"{kind} image size"] = f"{mb(size)} ({mb(size - base)} above the base)"
     port, pod = free_port(), f"muffin-v-chihuahua-test-{os.getpid()}"
     try:
-        make("run-services", "CONTAINER_ENGINE=podman", f"IMAGE={IMAGE}", f"PORT={port}", f"CONTAINER_PREFIX={pod}",
-             "DOCKER_RUN_ARGS=--detach", log=ARTIFACTS / "services-run.log", timeout=120)
+        make(
+            "run-services",
+            "CONTAINER_ENGINE=podman",
+            f"IMAGE={IMAGE}",
+            f"PORT={port}",
+            f"CONTAINER_PREFIX={pod}",
+            "DOCKER_RUN_ARGS=--detach",
+            log=ARTIFACTS / "services-run.log",
+            timeout=120,
+        )
         wait_for(f"http://127.0.0.1:{port}/_stcore/health")
         yield pod, port
     finally:
@@ -225,7 +256,9 @@ def services(measurements):
 
 def test_the_service_answers_health_and_predictions_inside_the_pod(services, dataset_dir):
     pod, _ = services
-    ask = ("import json, urllib.request as u; print(json.load(u.urlopen('http://127.0.0.1:8000/', timeout=60))['status'])")
+    ask = (
+        "import json, urllib.request as u; print(json.load(u.urlopen('http://127.0.0.1:8000/', timeout=60))['status'])"
+    )
     assert in_container(f"{pod}-service", "python", "-c", ask).stdout.strip() == "ok"
     assert podman("healthcheck", "run", f"{pod}-service", check=False).returncode == 0
     refused = in_container(f"{pod}-service", "python", "-c", "import tensorflow")
@@ -237,10 +270,12 @@ def test_the_frontend_gets_its_verdicts_from_the_service_and_loads_no_model(serv
     frontend = f"{pod}-frontend"
     photo = f"{PACKAGE_IN_IMAGE}/data/{sorted(read_checksums(dataset_dir))[0]}"
     # The page's own client, inside the front end's container, through the pod's loopback.
-    ask = ("import os, sys; from muffin_v_chihuahua import images, remote; "
-           "c = remote.RemoteClassifier(os.environ['INFERENCE_URL']); "
-           f"[p] = c.predict([images.decode(open('{photo}', 'rb').read(), c.input_size)]); "
-           "print(p.verdict, c.engine, 'onnxruntime' in sys.modules)")
+    ask = (
+        "import os, sys; from muffin_v_chihuahua import images, remote; "
+        "c = remote.RemoteClassifier(os.environ['INFERENCE_URL']); "
+        f"[p] = c.predict([images.decode(open('{photo}', 'rb').read(), c.input_size)]); "
+        "print(p.verdict, c.engine, 'onnxruntime' in sys.modules)"
+    )
     answer = in_container(frontend, "python", "-c", ask)
     assert answer.stdout.split() == [photo.split("/")[-2], "onnx", "False"], answer.stderr
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
@@ -255,4 +290,4 @@ def test_the_page_from_the_frontend_image_shows_the_services_verdicts_in_a_brows
     page.screenshot(path=ARTIFACTS / "container-frontend.png", full_page=True)
     page.close()
     service_log = podman("logs", f"{pod}-service")
-    assert "POST /predict HTTP/1.1\" 200" in service_log.stdout + service_log.stderr
+    assert 'POST /predict HTTP/1.1" 200' in service_log.stdout + service_log.stderr

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
+import re
 import tarfile
-import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from PIL import Image
 from builders import data
 from builders.data import DatasetError
 from tests.conftest import SHARED_DATASET
+from tests.servers import serving_folder
 
 PHOTOS = ("chihuahua/1.jpg", "chihuahua/2.jpg", "muffin/1.jpg", "muffin/2.jpg")
 
@@ -89,7 +89,7 @@ def alter(root: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "damage, named", [(remove, "muffin/2.jpg"), (add_extra, "muffin/stray.jpg"), (alter, "muffin/2.jpg")]
+    ("damage", "named"), [(remove, "muffin/2.jpg"), (add_extra, "muffin/stray.jpg"), (alter, "muffin/2.jpg")]
 )
 def test_missing_extra_or_altered_file_stops_the_build(source, dest, damage, named):
     damage(source)
@@ -139,22 +139,12 @@ def test_the_shared_dataset_verifies():
 
 
 @pytest.fixture
-def served(tmp_path):
+def served(tmp_path) -> Iterator[tuple[Path, str]]:
     """Serve tmp_path/www over HTTP on a free local port; yields (folder, base URL)."""
     folder = tmp_path / "www"
     folder.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=folder))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving_folder(folder) as base:
+        yield folder, base
 
 
 @pytest.fixture
@@ -174,7 +164,7 @@ def test_archive_with_the_right_sha256_builds(source, dest, archive_url):
 
 
 def test_archive_with_a_wrong_sha256_is_refused(dest, archive_url):
-    url, sha256 = archive_url
+    url, _sha256 = archive_url
     wrong = hashlib.sha256(b"something else").hexdigest()
     with pytest.raises(DatasetError, match=f"expected {wrong}"):
         data.build(url, dest, wrong)
@@ -193,6 +183,6 @@ def test_archive_whose_photos_do_not_match_is_refused(source, dest, served):
     folder, base = served
     with tarfile.open(folder / "photos.tar.gz", "w:gz") as tarred:
         tarred.add(source, arcname="muffin-v-chihuahua")
-    with pytest.raises(DatasetError, match="muffin/2.jpg"):
+    with pytest.raises(DatasetError, match=re.escape("muffin/2.jpg")):
         data.build(f"{base}/photos.tar.gz", dest, data.sha256_of(folder / "photos.tar.gz"))
     assert_no_partial(dest)

@@ -38,7 +38,10 @@ def test_title_and_three_demo_photos_with_verdicts(page):
     assert page.title[0].value == "Muffin 🍪 or chihuahua 🐶"
     demo = verdicts(page)
     assert len(demo) == 3
-    assert all(v.split("**")[1] in ("muffin", "chihuahua", "neither") and any(mark in v for mark in VERDICT_MARKS) for v in demo)
+    assert all(
+        v.split("**")[1] in ("muffin", "chihuahua", "neither") and any(mark in v for mark in VERDICT_MARKS)
+        for v in demo
+    )
     assert len(demo_captions(page)) == 3
     assert len(page.caption) >= 3  # the top-3 ImageNet labels under each verdict
 
@@ -92,7 +95,7 @@ def test_every_corpus_case_gets_a_verdict_or_an_error_naming_it_and_the_page_kee
     assert [caption for caption in image_captions(page) if "true label" not in caption] == [c.filename for c in good]
     errors = [error.value for error in page.error]
     assert len(errors) == len(bad)
-    for case, error in zip(bad, errors):
+    for case, error in zip(bad, errors, strict=True):
         assert error.startswith(f"{case.filename}: the ")
         assert "Traceback" not in error
     page.button[0].click().run()  # and the page still works

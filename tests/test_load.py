@@ -57,7 +57,9 @@ class Budget:
             return True
 
 
-def client(number: int, port: int, bodies: list[tuple[str, bytes, dict]], budget: Budget, go: threading.Barrier) -> list[Outcome]:
+def client(
+    number: int, port: int, bodies: list[tuple[str, bytes, dict]], budget: Budget, go: threading.Barrier
+) -> list[Outcome]:
     """One client: a keep-alive connection, one photo per request, the next photo each time."""
     outcomes = []
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT_SECONDS)
@@ -102,7 +104,9 @@ def milliseconds(values, percentile: float) -> float:
     return round(float(np.percentile(values, percentile)) * 1000, 1)
 
 
-def test_sixteen_clients_for_thirty_seconds_get_verdicts_while_the_health_check_answers(labelled_photos, tmp_path, capsys):
+def test_sixteen_clients_for_thirty_seconds_get_verdicts_while_the_health_check_answers(
+    labelled_photos, tmp_path, capsys
+):
     bodies = []
     for _, path in labelled_photos:
         body, headers = multipart([("files", path.name, "image/jpeg", path.read_bytes())])
@@ -150,8 +154,12 @@ def test_sixteen_clients_for_thirty_seconds_get_verdicts_while_the_health_check_
         "errors": len(errors),
         "elapsed_seconds": round(elapsed, 2),
         "requests_per_second": round(len(outcomes) / elapsed, 1),
-        "latency_ms": {"p50": milliseconds(latencies, 50), "p95": milliseconds(latencies, 95),
-                       "p99": milliseconds(latencies, 99), "max": milliseconds(latencies, 100)},
+        "latency_ms": {
+            "p50": milliseconds(latencies, 50),
+            "p95": milliseconds(latencies, 95),
+            "p99": milliseconds(latencies, 99),
+            "max": milliseconds(latencies, 100),
+        },
         "health_checks": len(checks),
         "health_checks_200": sum(status == 200 for status, _ in checks),
         "health_latency_ms": {"p50": milliseconds(health_latencies, 50), "max": milliseconds(health_latencies, 100)},
@@ -160,10 +168,12 @@ def test_sixteen_clients_for_thirty_seconds_get_verdicts_while_the_health_check_
     ARTIFACT.write_text(json.dumps(figures, indent=2) + "\n")
     with capsys.disabled():
         latency, health = figures["latency_ms"], figures["health_latency_ms"]
-        print(f"\nload: {CLIENTS} clients, {figures['elapsed_seconds']} s: {figures['requests']} requests "
-              f"({figures['requests_per_second']} req/s), {figures['errors']} errors; latency p50 {latency['p50']} ms, "
-              f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms; health checks "
-              f"{figures['health_checks_200']}/{figures['health_checks']} 200, max {health['max']} ms -> {ARTIFACT}")
+        print(
+            f"\nload: {CLIENTS} clients, {figures['elapsed_seconds']} s: {figures['requests']} requests "
+            f"({figures['requests_per_second']} req/s), {figures['errors']} errors; latency p50 {latency['p50']} ms, "
+            f"p95 {latency['p95']} ms, p99 {latency['p99']} ms, max {latency['max']} ms; health checks "
+            f"{figures['health_checks_200']}/{figures['health_checks']} 200, max {health['max']} ms -> {ARTIFACT}"
+        )
 
     assert outcomes and not errors, f"{len(errors)} of {len(outcomes)} requests failed, e.g. {errors[:5]}"
     assert len(checks) >= MIN_HEALTH_CHECKS and all(status == 200 for status, _ in checks), checks

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys
     assert len(rows) == 5
     for row in rows[1:]:
         path = row.split()[0]
-        [expected] = classifier.predict([images.decode(open(path, "rb").read(), classifier.input_size)])
+        [expected] = classifier.predict([images.decode(Path(path).read_bytes(), classifier.input_size)])
         assert row.split()[1:3] == [expected.verdict, f"{expected.probability:.1%}"]
     assert "notes.jpg" in err and "not an image" in err and "readme.txt" not in out + err
 
@@ -93,8 +94,8 @@ def test_every_corpus_case_gets_a_verdict_or_is_reported_and_skipped(tmp_path, c
     assert main(["predict", "--json", *paths]) == 1
     out, err = capsys.readouterr()
     answered = [json.loads(line)["path"] for line in out.splitlines()]
-    assert answered == [p for p, case in zip(paths, corpus.cases()) if case.expected == corpus.VERDICT]
-    for path, case in zip(paths, corpus.cases()):
+    assert answered == [p for p, case in zip(paths, corpus.cases(), strict=True) if case.expected == corpus.VERDICT]
+    for path, case in zip(paths, corpus.cases(), strict=True):
         if case.expected != corpus.VERDICT:
             assert f"skipped {path}: the " in err
     assert "Traceback" not in err

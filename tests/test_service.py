@@ -23,8 +23,18 @@ from PIL import Image
 
 from muffin_v_chihuahua import images
 from tests import corpus
-from tests.servers import (CARD, LOAD_DELAY_VARIABLE, PACKAGE, ServiceProcess, free_port, get, multipart, post_files,
-                           post_image, request)
+from tests.servers import (
+    CARD,
+    LOAD_DELAY_VARIABLE,
+    PACKAGE,
+    ServiceProcess,
+    free_port,
+    get,
+    multipart,
+    post_files,
+    post_image,
+    request,
+)
 
 pytestmark = pytest.mark.service
 
@@ -79,7 +89,9 @@ def test_health_names_the_model_the_engine_runs(service, engine):
     assert status == 200 and health["status"] == "ok"
     model_file = PACKAGE / "model" / CARD["files"][engine]["file"]
     assert health["engine"] == engine and health["model_file"] == model_file.name
-    assert health["model_sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest() == CARD["files"][engine]["sha256"]
+    assert (
+        health["model_sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest() == CARD["files"][engine]["sha256"]
+    )
     assert health["backbone"] == CARD["backbone"] and health["model_version"] == CARD["version"]
     assert health["input_size"] == CARD["input_size"]
     assert health["max_upload_mb"] == images.MAX_UPLOAD_MB
@@ -108,7 +120,7 @@ def test_tells_muffins_from_chihuahuas_on_the_dataset_several_files_per_request(
         assert status == 200, body
         assert [p["file"] for p in body["predictions"]] == [path.name for _, path in batch]
         results += body["predictions"]
-    correct = sum(p["verdict"] == label for p, (label, _) in zip(results, labelled_photos))
+    correct = sum(p["verdict"] == label for p, (label, _) in zip(results, labelled_photos, strict=True))
     assert correct / len(labelled_photos) >= 0.95
     for prediction in results:
         assert prediction["verdict"] in VERDICTS and 0 <= prediction["probability"] <= 1
@@ -137,9 +149,17 @@ def test_a_png_and_a_part_without_content_type_are_accepted(service):
 
 LIMIT = images.MAX_UPLOAD_MB * 1024 * 1024
 # A few corpus cases sent as the raw body too (one of each kind, and a name that must be URL-encoded).
-RAW_CASES = {"real-photo": "image/jpeg", "png": "image/png", "webp": "image/webp", "odd-file-name": "image/jpeg",
-             "empty": "image/jpeg", "text-as-jpg": "image/jpeg", "truncated-png": "image/png", "png-bomb": "image/png",
-             "over-size-limit": "image/jpeg"}
+RAW_CASES = {
+    "real-photo": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "odd-file-name": "image/jpeg",
+    "empty": "image/jpeg",
+    "text-as-jpg": "image/jpeg",
+    "truncated-png": "image/png",
+    "png-bomb": "image/png",
+    "over-size-limit": "image/jpeg",
+}
 # One bad file of each kind, sent beside a good one.
 BESIDE_A_GOOD_ONE = ["empty", "text-as-jpg", "truncated-jpeg", "png-bomb", "over-size-limit"]
 
@@ -148,8 +168,10 @@ BESIDE_A_GOOD_ONE = ["empty", "text-as-jpg", "truncated-jpeg", "png-bomb", "over
 def corpus_answers(service) -> dict[str, tuple]:
     """Every corpus case POSTed as a multipart file, one request each, as a browser would send it:
     {case name: (status, body)}."""
-    return {case.name: post_files(service.url, [(case.filename, case.data)], kind="application/octet-stream")
-            for case in corpus.cases()}
+    return {
+        case.name: post_files(service.url, [(case.filename, case.data)], kind="application/octet-stream")
+        for case in corpus.cases()
+    }
 
 
 def assert_corpus_answer(case: corpus.Case, answer) -> None:
@@ -182,8 +204,11 @@ def test_corpus_files_as_a_raw_body(service, case):
 
 @pytest.mark.parametrize("case", [CASES[name] for name in BESIDE_A_GOOD_ONE], ids=repr)
 def test_a_bad_corpus_file_beside_a_good_one_is_named_alone(service, case):
-    answer = post_files(service.url, [("good.jpg", corpus.DATASET_PHOTO.read_bytes()), (case.filename, case.data)],
-                        kind="application/octet-stream")
+    answer = post_files(
+        service.url,
+        [("good.jpg", corpus.DATASET_PHOTO.read_bytes()), (case.filename, case.data)],
+        kind="application/octet-stream",
+    )
     assert_corpus_answer(case, answer)
     assert "good.jpg" not in answer[1]["detail"]
 
@@ -222,7 +247,9 @@ def test_an_oversized_raw_body_is_refused_from_its_content_length_before_it_is_s
 
 def test_an_oversized_chunked_body_is_refused_while_it_is_read(service):
     connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=60)
-    chunks = (b"\xff\xd8" + bytes(1024 * 1024 - 2) if i == 0 else bytes(1024 * 1024) for i in range(images.MAX_UPLOAD_MB + 1))
+    chunks = (
+        b"\xff\xd8" + bytes(1024 * 1024 - 2) if i == 0 else bytes(1024 * 1024) for i in range(images.MAX_UPLOAD_MB + 1)
+    )
     connection.request("POST", "/predict", body=chunks, headers={"Content-Type": "image/jpeg"}, encode_chunked=True)
     answer = connection.getresponse()
     body = json.loads(answer.read())
@@ -235,7 +262,7 @@ def test_too_many_files_are_refused(service):
 
 
 @pytest.mark.parametrize(
-    "kind, data, words",
+    ("kind", "data", "words"),
     [("text/plain", b"hello", ["text/plain", "not accepted"]), ("image/svg+xml", b"<svg/>", ["image/svg+xml"])],
     ids=["text", "svg"],
 )
@@ -244,7 +271,9 @@ def test_a_raw_body_of_another_content_type_is_refused(service, kind, data, word
 
 
 def test_a_part_of_another_content_type_beside_a_good_one_is_named(service):
-    body, headers = multipart([("files", "good.jpg", "image/jpeg", photo_bytes()), ("files", "bad.jpg", "text/plain", b"hello")])
+    body, headers = multipart(
+        [("files", "good.jpg", "image/jpeg", photo_bytes()), ("files", "bad.jpg", "text/plain", b"hello")]
+    )
     answer = request("POST", service.url + "/predict", body, headers)
     assert_problem(answer, 415, "text/plain", file="bad.jpg")
     assert "good.jpg" not in answer[1]["detail"]
@@ -254,16 +283,21 @@ def test_a_request_without_images_is_refused(service):
     body, headers = multipart([("note", "x.txt", None, b"")])
     body = body.replace(b'; filename="x.txt"', b"")  # a plain form field, not a file
     assert_problem(request("POST", service.url + "/predict", body, headers), 422, "no image")
-    assert_problem(request("POST", service.url + "/predict", b"", {"Content-Type": "application/json"}), 415, "not accepted")
+    assert_problem(
+        request("POST", service.url + "/predict", b"", {"Content-Type": "application/json"}), 415, "not accepted"
+    )
 
 
 @pytest.mark.parametrize(
-    "content_type, body, words",
+    ("content_type", "body", "words"),
     [
         ("multipart/form-data", b"abc", ["no boundary"]),
         ("multipart/form-data; boundary=XX", b"garbage", ["cannot be parsed"]),
-        ("multipart/form-data; boundary=XX",
-         b'--XX\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n\r\nabc', ["incomplete"]),
+        (
+            "multipart/form-data; boundary=XX",
+            b'--XX\r\nContent-Disposition: form-data; name="files"; filename="a.jpg"\r\n\r\nabc',
+            ["incomplete"],
+        ),
     ],
     ids=["no-boundary", "garbage", "no-closing-boundary"],
 )
@@ -272,7 +306,9 @@ def test_a_malformed_multipart_body_is_refused(service, content_type, body, word
 
 
 def test_the_size_limit_is_set_by_an_environment_variable(tmp_path):
-    with ServiceProcess("onnx", env={"MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB": "0.01"}, log=tmp_path / "service.log") as small:
+    with ServiceProcess(
+        "onnx", env={"MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB": "0.01"}, log=tmp_path / "service.log"
+    ) as small:
         assert get(small.url + "/")[1]["max_upload_mb"] == 0.01
         photo = photo_bytes()
         assert len(photo) > 0.01 * 1024 * 1024

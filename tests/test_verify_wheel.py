@@ -35,7 +35,7 @@ def test_a_complete_wheel_has_no_problems(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "damage, expected",
+    ("damage", "expected"),
     [
         ({"drop": PHOTO}, f"photo {PHOTO} is missing"),
         ({"alter": PHOTO}, f"photo {PHOTO} differs from the dataset"),

@@ -27,7 +27,11 @@ def outside(tmp_path_factory, dataset_dir) -> Path:
 def test_the_installed_app_is_not_the_source_tree(app_venv, outside):
     where = subprocess.run(
         [app_venv / "bin" / "python", "-c", "import muffin_v_chihuahua; print(muffin_v_chihuahua.__file__)"],
-        cwd=outside, env=clean_env(), capture_output=True, text=True, check=True,
+        cwd=outside,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert str(app_venv) in where and str(ROOT) not in where
 
@@ -36,7 +40,11 @@ def installed_predict(venv: Path, folder: Path, *options: str) -> dict[str, str]
     """{photo path: verdict} from `muffin-v-chihuahua predict --json` run in venv."""
     result = subprocess.run(
         [venv / "bin" / "muffin-v-chihuahua", "predict", "--json", *options, "photos"],
-        cwd=folder, env=clean_env(), capture_output=True, text=True, check=True,
+        cwd=folder,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return {p["path"]: p["verdict"] for p in map(json.loads, result.stdout.splitlines())}
 
@@ -47,7 +55,10 @@ def test_the_plain_install_has_no_tensorflow_and_says_how_to_get_the_keras_engin
     assert found.stdout.split() == ["None", "None"]
     refused = subprocess.run(
         [app_venv / "bin" / "muffin-v-chihuahua", "predict", "--engine", "keras", "photos"],
-        cwd=outside, env=clean_env(), capture_output=True, text=True,
+        cwd=outside,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
     )
     assert refused.returncode == 2 and "muffin-v-chihuahua[keras]" in refused.stderr
 
@@ -62,7 +73,14 @@ def test_installed_predict_is_accurate_and_both_engines_agree(app_venv, keras_ve
 
 def test_installed_run_demo_serves_a_healthy_page(app_venv, outside):
     port = free_port()
-    command = [app_venv / "bin" / "muffin-v-chihuahua", "run-demo", "--server.port", port, "--server.address", "127.0.0.1"]
+    command = [
+        app_venv / "bin" / "muffin-v-chihuahua",
+        "run-demo",
+        "--server.port",
+        port,
+        "--server.address",
+        "127.0.0.1",
+    ]
     with running(command, outside / "run-demo.log", cwd=outside) as server:
         seconds = wait_for(f"http://127.0.0.1:{port}/_stcore/health", process=server)
         print(f"run-demo healthy after {seconds:.1f} s")
