@@ -11,7 +11,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from keras import layers
+from keras import KerasTensor, layers
 
 from builders.data import sha256_of
 from builders.torch_state import load_state_dict
@@ -182,8 +182,14 @@ def _lite0_weights_path() -> Path:
 
 
 def _lite0_conv_bn(
-    x, layer: layers.Layer, name: str, torch_conv: str, torch_bn: str, mapping: dict[str, str], relu6: bool = True
-):
+    x: KerasTensor,
+    layer: layers.Layer,
+    name: str,
+    torch_conv: str,
+    torch_bn: str,
+    mapping: dict[str, str],
+    relu6: bool = True,
+) -> KerasTensor:
     """Apply a bias-free conv layer, BN and optionally ReLU6, recording which torch tensors feed them."""
     mapping[layer.name] = torch_conv
     mapping[f"{name}_bn"] = torch_bn

@@ -2,6 +2,7 @@
 
 import collections
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -42,6 +43,8 @@ class _PendingTensor:
         self.storage, self.offset, self.size, self.stride = storage, offset, size, stride
 
     def to_numpy(self) -> np.ndarray:
+        if self.storage.data is None:
+            raise pickle.UnpicklingError("a tensor refers to a storage the file does not contain")
         flat = self.storage.data[self.offset :]
         itemsize = flat.dtype.itemsize
         # Tensors may be non-contiguous (e.g. weights ported from TensorFlow), so honour the strides.
@@ -51,7 +54,15 @@ class _PendingTensor:
         return view.copy()  # C-contiguous; unlike ascontiguousarray, keeps 0-d scalars 0-d
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
+def _rebuild_tensor_v2(
+    storage: _Storage,
+    storage_offset: int,
+    size: Sequence[int],
+    stride: Sequence[int],
+    requires_grad: bool,
+    backward_hooks: object,
+    metadata: object = None,
+) -> _PendingTensor:
     return _PendingTensor(storage, storage_offset, tuple(size), tuple(stride))
 
 
