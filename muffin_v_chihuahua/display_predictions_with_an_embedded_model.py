@@ -11,13 +11,30 @@ import os
 import random
 import sys
 import time
+from collections.abc import Sequence
+from typing import Any, Protocol
 
+import numpy as np
 import streamlit as st
 
 from muffin_v_chihuahua import __version__, demo, engines, images, remote
 from muffin_v_chihuahua.classifier import Classifier, Prediction
 
 DEMO_COUNT = 3
+
+
+class Model(Protocol):
+    """What the page asks of a model: the embedded Classifier and remote.RemoteClassifier both answer it."""
+
+    @property
+    def card(self) -> dict[str, Any]: ...
+    @property
+    def engine(self) -> str: ...
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+    def predict(self, batch: Sequence[np.ndarray]) -> list[Prediction]: ...
+
+
 EMOJI = {"chihuahua": "🐶", "muffin": "🍪", "neither": "🤷"}
 
 
@@ -55,7 +72,7 @@ def show_prediction(prediction: Prediction, truth: str | None = None) -> None:
     st.caption(" · ".join(f"{label.name} {label.probability:.0%}" for label in prediction.imagenet))
 
 
-def show_demo(classifier: Classifier) -> None:
+def show_demo(classifier: Model) -> None:
     st.subheader("Three demo photos")
     st.button("Shuffle & predict", on_click=shuffle_demo_photos, type="primary")
     if "demo_photos" not in st.session_state:
@@ -69,7 +86,7 @@ def show_demo(classifier: Classifier) -> None:
             show_prediction(prediction, truth=photo.label)
 
 
-def show_uploads(classifier: Classifier) -> None:
+def show_uploads(classifier: Model) -> None:
     st.subheader("Your own photos")
     limit_mb = min(st.get_option("server.maxUploadSize"), images.MAX_UPLOAD_MB)
     # No `type=` filter: Streamlit would refuse other names with a traceback; the decoder judges the
@@ -90,7 +107,7 @@ def show_uploads(classifier: Classifier) -> None:
             show_prediction(prediction)
 
 
-def show_model_card(classifier: Classifier) -> None:
+def show_model_card(classifier: Model) -> None:
     card = classifier.card
     with st.expander("Model card"):
         st.markdown(
@@ -114,6 +131,7 @@ def show_service_error(error: remote.ServiceError) -> None:
 st.set_page_config(page_title="Muffin or chihuahua", page_icon="🐶", layout="wide")
 st.title("Muffin 🍪 or chihuahua 🐶")
 inference_url = os.environ.get(remote.URL_VARIABLE, "").strip()
+model: Model
 try:
     if inference_url:
         model = connect_to_service(inference_url)

@@ -53,8 +53,7 @@ def open_rgb(data: bytes) -> Image.Image:
         )
     try:
         image.load()
-        image = ImageOps.exif_transpose(image)
-        return _to_rgb(image)
+        return _to_rgb(ImageOps.exif_transpose(image))
     except ImageError:
         raise
     except Exception:
