@@ -20,10 +20,12 @@ import logging
 import os
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from importlib.resources.abc import Traversable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import numpy as np
@@ -34,7 +36,12 @@ from pydantic import BaseModel
 from python_multipart.multipart import parse_options_header
 
 from muffin_v_chihuahua import __version__, engines, images
-from muffin_v_chihuahua.classifier import Classifier
+from muffin_v_chihuahua.classifier import Classifier, Prediction
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
+
+T = TypeVar("T")
 
 # Per-image size limit in MB (default: the page's upload limit). It can only lower images.MAX_UPLOAD_MB,
 # above which the decoder itself refuses a file.
@@ -133,12 +140,9 @@ class Model:
             log.exception("the model could not be loaded")
 
 
-def _sha256(file) -> str:
-    digest = hashlib.sha256()
+def _sha256(file: Traversable) -> str:
     with file.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 # ----- response shapes (for the OpenAPI schema) -----------------------------------------------------
@@ -224,7 +228,7 @@ def create_app(
     """The service; unset arguments come from the environment (see the *_VARIABLE names above)."""
     engine = engine or os.environ.get(engines.ENGINE_VARIABLE, "auto")
     if max_upload_mb is None:
-        max_upload_mb = _setting(MAX_UPLOAD_MB_VARIABLE, float, images.MAX_UPLOAD_MB)
+        max_upload_mb = _setting(MAX_UPLOAD_MB_VARIABLE, float, float(images.MAX_UPLOAD_MB))
     if not 0 < max_upload_mb <= images.MAX_UPLOAD_MB:
         raise ConfigurationError(
             f"{MAX_UPLOAD_MB_VARIABLE} must be more than 0 and at most {images.MAX_UPLOAD_MB} (MB), not {max_upload_mb}"
@@ -243,7 +247,7 @@ def create_app(
     workers = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A daemon thread: the port opens at once, and stopping during a load does not wait for it.
         threading.Thread(target=model.load, name="model-loader", daemon=True).start()
         yield
@@ -276,7 +280,7 @@ def create_app(
     @app.get(
         "/", response_model=Health, responses={503: {"model": NotReady, "description": "the model is not loaded (yet)"}}
     )
-    async def health():
+    async def health() -> dict[str, Any] | JSONResponse:
         """The health check: 200 once the model answers, 503 while it loads (or if it failed to load)."""
         if model.classifier is None:
             return not_ready()
@@ -288,8 +292,8 @@ def create_app(
             "max_files": max_files,
         }
 
-    @app.get("/card", responses={503: {"model": NotReady}})
-    async def card() -> dict:
+    @app.get("/card", response_model=None, responses={503: {"model": NotReady}})
+    async def card() -> dict[str, Any] | JSONResponse:
         """The full model card (as built with the model), for front ends that show it."""
         if model.classifier is None:
             return not_ready()
@@ -312,7 +316,7 @@ def create_app(
     async def predict(
         request: Request,
         filename: str = Query("request body", description="the name to report for a raw-body image"),
-    ):
+    ) -> dict[str, Any] | JSONResponse:
         """Classify images: multipart/form-data files under `files` (up to the service's `max_files`), or one
         image as the raw body with its content type (image/jpeg, image/png, image/webp, image/gif, ...)."""
         if model.classifier is None:
@@ -354,7 +358,7 @@ def create_app(
     return app
 
 
-def _setting(variable: str, kind: type, default):
+def _setting(variable: str, kind: Callable[[str], T], default: T) -> T:
     value = os.environ.get(variable, "").strip()
     if not value:
         return default
@@ -422,23 +426,23 @@ async def _read_multipart(request: Request, file_limit: int, max_files: int) -> 
         raise BadInput(422, [(None, "the multipart/form-data content type has no boundary")])
     uploads: list[Upload] = []
     part: dict[str, Any] = {}
-    ended = []
+    ended: list[bool] = []
 
-    def on_part_begin():
+    def on_part_begin() -> None:
         part.clear()
         part.update(headers={}, field=b"", value=b"", data=bytearray())
 
-    def on_header_field(data, start, end):
+    def on_header_field(data: bytes, start: int, end: int) -> None:
         part["field"] += data[start:end]
 
-    def on_header_value(data, start, end):
+    def on_header_value(data: bytes, start: int, end: int) -> None:
         part["value"] += data[start:end]
 
-    def on_header_end():
+    def on_header_end() -> None:
         part["headers"][part["field"].lower()] = part["value"]
         part["field"], part["value"] = b"", b""
 
-    def on_headers_finished():
+    def on_headers_finished() -> None:
         _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
         part["name"] = disposition.get(b"name", b"").decode("utf-8", "replace")
         part["filename"] = (
@@ -448,7 +452,7 @@ async def _read_multipart(request: Request, file_limit: int, max_files: int) -> 
         if part["is_file"] and len(uploads) >= max_files:
             raise BadInput(413, [(None, f"too many images: at most {max_files} per request")])
 
-    def on_part_data(data, start, end):
+    def on_part_data(data: bytes, start: int, end: int) -> None:
         if not part["is_file"]:
             if len(part["data"]) + end - start > 64 * 1024:
                 raise BadInput(413, [(part["name"] or None, "a form field is larger than 64 KB")])
@@ -459,13 +463,13 @@ async def _read_multipart(request: Request, file_limit: int, max_files: int) -> 
             name = part["filename"] or part["name"]
             raise BadInput(413, [(name, f"the image is larger than the limit of {_megabytes(file_limit)}")])
 
-    def on_part_end():
+    def on_part_end() -> None:
         if part["is_file"]:
             name = part["filename"] or f"{part['name']}[{len(uploads)}]"
             kind = _media_type(part["headers"].get(b"content-type", b"").decode("latin-1"))
             uploads.append(Upload(name, kind, bytes(part["data"])))
 
-    callbacks = {
+    callbacks: MultipartCallbacks = {
         "on_part_begin": on_part_begin,
         "on_header_field": on_header_field,
         "on_header_value": on_header_value,
@@ -504,18 +508,20 @@ def _check_type(upload: Upload) -> None:
 STATUS_BY_KIND = {"not-an-image": 415, "too-large": 413, "empty": 422, "corrupt": 422, "too-many-pixels": 422}
 
 
-def _classify(classifier: Classifier, uploads: list[Upload]):
+def _classify(classifier: Classifier, uploads: list[Upload]) -> list[Prediction]:
     """In a worker thread: decode every upload (all of them, so that every bad file is named), then predict."""
-    arrays, errors, status = [], [], None
+    arrays: list[np.ndarray] = []
+    errors: list[tuple[str | None, str]] = []
+    kinds: list[str] = []
     for upload in uploads:
         try:
             arrays.append(images.to_array(images.open_rgb(upload.data), classifier.input_size))
         except images.ImageError as error:
-            status = status or STATUS_BY_KIND[error.kind]
             errors.append((upload.name, str(error)))
+            kinds.append(error.kind)
         upload.data = b""  # the decoded array is all that is needed from here on
     if errors:
-        raise BadInput(status, errors)
+        raise BadInput(STATUS_BY_KIND[kinds[0]], errors)  # the first bad file's status
     return classifier.predict(arrays)
 
 
