@@ -132,12 +132,14 @@ def test_the_image_runs_the_code_in_this_tree(container):
     }
 
 
-def test_the_page_and_its_health_answer_on_loopback(container):
+def test_the_page_shows_three_judged_demo_verdicts_on_loopback(container, browser):
     _, port = container
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as health:
         assert health.status == 200 and health.read().strip() == b"ok"
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
-        assert page.status == 200 and b"<html" in page.read().lower()
+    page = open_page(browser, f"http://127.0.0.1:{port}")  # waits for the three demo verdicts
+    shown = verdicts(page)
+    page.close()
+    assert len(shown) == 3 and all(("✅" in v) or ("❌" in v) for v in shown), shown
 
 
 def test_the_image_healthcheck_reports_healthy(container):
@@ -199,17 +201,18 @@ def test_the_image_size_above_its_base(image, container, measurements):
     assert size - base <= MAX_MB_ABOVE_BASE * 1e6, measurements["image size"]
 
 
-def test_the_container_stops_promptly(image, measurements):
-    """run-demo execs Streamlit, so the container's SIGTERM reaches the server and it stops at once."""
+def test_the_container_stops_on_sigterm_without_being_killed(image, measurements):
+    """run-demo execs Streamlit, so the container's SIGTERM reaches the server, which exits by itself: podman
+    never has to SIGKILL it (exit status 137) when the grace period ends."""
     name, port = f"muffin-v-chihuahua-stop-{os.getpid()}", free_port()
     try:
         podman("run", "--detach", "--name", name, *ULIMITS, "-p", f"127.0.0.1:{port}:8080", image)
         wait_for(f"http://127.0.0.1:{port}/_stcore/health")
         started = time.monotonic()
         podman("stop", "--time", "30", name)
-        seconds = time.monotonic() - started
-        measurements["stop"] = f"{seconds:.1f} s"
-        assert seconds < 10
+        measurements["stop"] = f"{time.monotonic() - started:.1f} s"
+        exit_code = int(podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout)
+        assert exit_code != 137, "killed after the grace period: SIGTERM did not reach the server"
     finally:
         podman("rm", "--force", "--ignore", name, check=False)
 
@@ -266,7 +269,7 @@ def test_the_service_answers_health_and_predictions_inside_the_pod(services, dat
 
 
 def test_the_frontend_gets_its_verdicts_from_the_service_and_loads_no_model(services, dataset_dir):
-    pod, port = services
+    pod, _ = services
     frontend = f"{pod}-frontend"
     photo = f"{PACKAGE_IN_IMAGE}/data/{sorted(read_checksums(dataset_dir))[0]}"
     # The page's own client, inside the front end's container, through the pod's loopback.
@@ -278,8 +281,6 @@ def test_the_frontend_gets_its_verdicts_from_the_service_and_loads_no_model(serv
     )
     answer = in_container(frontend, "python", "-c", ask)
     assert answer.stdout.split() == [photo.split("/")[-2], "onnx", "False"], answer.stderr
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
-        assert page.status == 200
     assert "model loaded" not in podman("logs", frontend).stdout + podman("logs", frontend).stderr
 
 
