@@ -2,7 +2,8 @@
 
 A free loopback port; a server process in its own process group, its output in a log file, always
 stopped (group and all); a wait until a URL answers 200; `python -m muffin_v_chihuahua serve` as a
-ServiceProcess; and the small HTTP helpers (urllib only) the tests ask the servers with.
+ServiceProcess; a TCP Relay that counts connections; and the small HTTP helpers (requests, a new
+connection per call) the tests ask the servers with.
 """
 
 from __future__ import annotations
@@ -10,25 +11,24 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
-import io
 import json
 import os
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import urllib3
 
 from muffin_v_chihuahua import engines
 from tests import corpus
@@ -131,7 +131,7 @@ def answers(
             raise AssertionError(f"the server exited with {process.returncode} before {url} answered")
         try:
             answer = get(url, timeout=request_timeout)
-        except OSError:  # not listening yet
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or not answering yet
             answer = None
         if answer is not None:
             yield answer
@@ -212,18 +212,74 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace")
 
 
+# ----- a TCP relay ----------------------------------------------------------------------------------
+
+
+class Relay(socketserver.ThreadingTCPServer):
+    """A loopback port that relays each TCP connection to 127.0.0.1:`port`, counting them, for a with block.
+
+    With listening=False it refuses connections until listen() (at once: the port is bound, nothing waits
+    for a timeout), so that a test chooses the moment a service comes up. With `answering` set to False it
+    passes requests on but, instead of an answer, closes the connection (as a service that fails mid-request).
+    """
+
+    daemon_threads = True  # a connection a client left open does not hold up the end of the test
+
+    def __init__(self, port: int, listening: bool = True):
+        super().__init__(("127.0.0.1", 0), _Relaying, bind_and_activate=False)
+        self.server_bind()
+        self.target = ("127.0.0.1", port)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.connections = 0
+        self.answering = True
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        if listening:
+            self.listen()
+
+    def listen(self) -> None:
+        if self.thread.ident is None:  # not started yet
+            self.server_activate()
+            self.thread.start()
+
+    def process_request(self, request, client_address) -> None:
+        self.connections += 1  # here, in the one serving thread, so that no two connections count at once
+        super().process_request(request, client_address)
+
+    def __exit__(self, *exception) -> None:
+        if self.thread.ident is not None:
+            self.shutdown()
+        self.server_close()
+
+
+class _Relaying(socketserver.BaseRequestHandler):
+    server: Relay
+
+    def handle(self) -> None:
+        with socket.create_connection(self.server.target) as service:
+            answers = threading.Thread(target=self.pump, args=(service, self.request, True))
+            answers.start()
+            self.pump(self.request, service, False)
+            answers.join()
+
+    def pump(self, source: socket.socket, target: socket.socket, is_answer: bool) -> None:
+        """Bytes from source to target until source ends (or an answer comes while the relay is not answering),
+        then the end of target's side."""
+        with contextlib.suppress(OSError):  # either side reset the connection: this direction is over
+            while (data := source.recv(1 << 16)) and (self.server.answering or not is_answer):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+
 # ----- HTTP -------------------------------------------------------------------------------------------
 
 
 def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 120):
-    """(status, parsed JSON or text) for one request; HTTP errors are answers too."""
-    call = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(call, timeout=timeout) as response:
-            status, payload, kind = response.status, response.read(), response.headers.get_content_type()
-    except urllib.error.HTTPError as error:
-        status, payload, kind = error.code, error.read(), error.headers.get_content_type()
-    return status, json.loads(payload) if kind == "application/json" else payload.decode(errors="replace")
+    """(status, parsed JSON or text) for one request, its body sent as it is; HTTP errors are answers too."""
+    response = requests.request(method, url, data=body, headers=headers, timeout=timeout)
+    if response.headers.get("Content-Type", "").split(";", 1)[0].strip() == "application/json":
+        return response.status_code, response.json()
+    return response.status_code, response.content.decode(errors="replace")
 
 
 def get(url: str, timeout: float = 120):
@@ -231,16 +287,12 @@ def get(url: str, timeout: float = 120):
 
 
 def multipart(files: list[tuple[str, str, str | None, bytes]]) -> tuple[bytes, dict]:
-    """A multipart/form-data body from (field, file name, content type or None, bytes), and its header."""
-    boundary = uuid.uuid4().hex
-    body = io.BytesIO()
-    for field, name, kind, data in files:
-        body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'.encode())
-        if kind:
-            body.write(f"Content-Type: {kind}\r\n".encode())
-        body.write(b"\r\n" + data + b"\r\n")
-    body.write(f"--{boundary}--\r\n".encode())
-    return body.getvalue(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    """A multipart/form-data body from (field, file name, content type or None, bytes), and its header;
+    encoded as requests encodes `files=` (urllib3's encoder), as bytes that a test may alter before sending."""
+    body, content_type = urllib3.encode_multipart_formdata(
+        [(field, (name, data, kind)) for field, name, kind, data in files]
+    )
+    return body, {"Content-Type": content_type}
 
 
 def post_files(url: str, files: list[tuple[str, bytes]], kind: str | None = "image/jpeg", field: str = "files"):

@@ -6,7 +6,10 @@ says so plainly, naming the URL, and it recovers once the service answers again.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ import muffin_v_chihuahua
 from muffin_v_chihuahua import classifier as classifier_module
 from muffin_v_chihuahua import images, remote
 from tests.conftest import imported_after
-from tests.servers import CARD, LOAD_DELAY_VARIABLE, ServiceProcess, free_port
+from tests.servers import CARD, LOAD_DELAY_VARIABLE, Relay, ServiceProcess, free_port
 
 pytestmark = pytest.mark.service
 
@@ -57,6 +60,31 @@ def errors(app: AppTest) -> list[str]:
     return [e.value for e in app.error]
 
 
+def blank(client: remote.RemoteClassifier) -> np.ndarray:
+    width, height = client.input_size
+    return np.zeros((height, width, 3), dtype=np.float32)
+
+
+@contextlib.contextmanager
+def retries(before_each: Callable[[], object] = lambda: None) -> Iterator[list[str]]:
+    """The warnings urllib3 logs, each just before it tries a connection again, while the with block runs;
+    before_each() is called at each of them, so before that retry."""
+    seen: list[str] = []
+
+    class Watcher(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("Retrying"):
+                seen.append(record.getMessage())
+                before_each()
+
+    logger, watcher = logging.getLogger("urllib3.connectionpool"), Watcher()
+    logger.addHandler(watcher)
+    try:
+        yield seen
+    finally:
+        logger.removeHandler(watcher)
+
+
 # ----- RemoteClassifier ---------------------------------------------------------------------------------
 
 
@@ -84,15 +112,52 @@ def test_an_array_of_the_wrong_size_is_refused_before_it_is_sent(service):
         remote.RemoteClassifier(service.url).predict([np.zeros((10, 10, 3), dtype=np.float32)])
 
 
-def test_an_unreachable_service_is_named_with_what_happened():
+def test_an_unreachable_service_is_tried_a_few_times_then_named_with_what_happened():
     url = f"http://127.0.0.1:{free_port()}"
-    with pytest.raises(remote.ServiceError, match=f"the inference service at {url} cannot be reached: .*refused"):
+    with (
+        retries() as seen,
+        pytest.raises(remote.ServiceError, match=f"the inference service at {url} cannot be reached: .*refused"),
+    ):
         remote.RemoteClassifier(url)
+    assert len(seen) == remote.CONNECT_RETRIES, seen
 
 
 def test_an_error_answer_is_reported_with_its_status(service):
     with pytest.raises(remote.ServiceError, match=r"answered 404 Not Found"):
         remote.RemoteClassifier(service.url + "/nowhere")
+
+
+# ----- one HTTP session: connections kept alive, a refused connection tried again, a sent request never -
+
+
+def test_one_client_asks_everything_over_one_kept_alive_connection(service):
+    with Relay(service.port) as relay:
+        with remote.RemoteClassifier(relay.url) as client:
+            for _ in range(3):
+                client.predict([blank(client)])
+        assert relay.connections == 1  # health check, card and three predictions
+        remote.RemoteClassifier(relay.url).close()
+        assert relay.connections == 2  # another client, another connection
+
+
+def test_a_refused_connection_is_tried_again_so_a_service_that_comes_up_meanwhile_is_reached(service):
+    """The relay refuses the first connection and listens from the retry on: no timing involved."""
+    with (
+        Relay(service.port, listening=False) as relay,
+        retries(before_each=relay.listen) as seen,
+        remote.RemoteClassifier(relay.url) as client,
+    ):
+        assert client.card == CARD
+    assert len(seen) == 1 and relay.connections == 1, seen
+
+
+def test_a_prediction_that_reached_the_service_is_never_sent_again(service):
+    """The service answers, but the connection breaks instead of passing the answer on: reported, not retried."""
+    with Relay(service.port) as relay, remote.RemoteClassifier(relay.url) as client:
+        relay.answering = False
+        with pytest.raises(remote.ServiceError, match="cannot be reached: Remote end closed connection"):
+            client.predict([blank(client)])
+    assert relay.connections == 1  # a second attempt would have needed a new connection
 
 
 # ----- the page in front-end mode -----------------------------------------------------------------------
