@@ -52,8 +52,9 @@ def load_classifier(engine: str) -> Classifier:
 
 
 # Front-end mode. A failure raises, and st.cache_resource never caches an exception, so the next run asks
-# again; a working client is kept a minute, so a newly released model's card shows within a minute.
-@st.cache_resource(show_spinner="Asking the inference service…", ttl=60)
+# again; a working client is kept a minute (then its connections are closed), so a newly released model's card
+# shows within a minute.
+@st.cache_resource(show_spinner="Asking the inference service…", ttl=60, on_release=remote.RemoteClassifier.close)
 def connect_to_service(url: str) -> remote.RemoteClassifier:
     return remote.RemoteClassifier(url)
 
