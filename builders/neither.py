@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
+from sklearn.metrics import roc_curve
 
 from muffin_v_chihuahua import images
 from muffin_v_chihuahua.classifier import domain_mass
@@ -75,13 +76,19 @@ def split(names: list[str]) -> tuple[list[str], list[str]]:
 
 
 def choose_threshold(in_domain: np.ndarray, negatives: np.ndarray) -> float:
-    """The threshold that best separates the two (most negatives caught minus dataset photos flagged);
-    ties go to the lowest, which flags the fewest real photos."""
-    observed = np.unique(np.concatenate([in_domain, negatives]))
-    # Midway between neighbouring observed values, never on one: the engines differ by ~1e-6.
-    thresholds = (observed[:-1] + observed[1:]) / 2
-    scores = [(negatives < t).mean() - (in_domain < t).mean() for t in thresholds]
-    return float(thresholds[int(np.argmax(scores))])
+    """The threshold with the largest Youden's J: negatives caught share minus dataset photos flagged share, a
+    photo being flagged when its domain mass is below the threshold. Ties go to the one flagging the fewest."""
+    masses = np.concatenate([in_domain, negatives])
+    is_negative = np.concatenate([np.zeros(len(in_domain)), np.ones(len(negatives))])
+    # The negatives are the positive class, scored by minus their mass: ROC threshold -m flags every mass <= m.
+    # drop_intermediate=False keeps every observed mass, so each one's neighbour is the next in the list.
+    dataset_flagged, negatives_caught, minus_mass = roc_curve(is_negative, -masses, drop_intermediate=False)
+    ascending_masses = -minus_mass  # -inf (flag nothing), then every distinct observed mass
+    # The candidates flag some photos but not all: each observed mass that has one above it.
+    youden = (negatives_caught - dataset_flagged)[1:-1]
+    best = 1 + int(np.argmax(youden))  # the first maximum is the lowest threshold, flagging the fewest
+    # Midway to the next observed mass, never on one: the two engines differ by ~1e-6.
+    return float((ascending_masses[best] + ascending_masses[best + 1]) / 2)
 
 
 def calibrate(

@@ -29,19 +29,49 @@ def separable(n: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return features, labels
 
 
-def test_fit_logistic_separates_a_separable_problem():
+def decide(features: np.ndarray, weights: np.ndarray, bias: float) -> np.ndarray:
+    """The folded head's verdict: 1 (muffin) when its logit is positive, as the Dense softmax decides."""
+    return (features @ weights + bias > 0).astype(int)
+
+
+def test_head_learns_a_separable_problem():
     features, labels = separable()
-    weights, bias = builder.fit_logistic(features, labels)
-    assert (builder.predict_logistic(features, weights, bias) == labels).all()
+    weights, bias = builder.fold_scaler(builder.make_head().fit(features, labels))
+    assert (decide(features, weights, bias) == labels).all()
     unseen_features, unseen_labels = separable(seed=1)
-    assert (builder.predict_logistic(unseen_features, weights, bias) == unseen_labels).mean() >= 0.98
+    assert (decide(unseen_features, weights, bias) == unseen_labels).mean() >= 0.98
 
 
-def test_cross_validate_is_deterministic_and_honest():
+def test_folded_scaler_gives_the_pipelines_decision_function():
     features, labels = separable()
-    assert builder.cross_validate(features, labels) == builder.cross_validate(features, labels) >= 0.98
-    noise = np.random.default_rng(3).normal(size=features.shape)
-    assert builder.cross_validate(noise, labels) == builder.cross_validate(noise, labels) < 0.75
+    features = features * np.geomspace(0.01, 100, features.shape[1])  # unequal scales, so the folding matters
+    head = builder.make_head().fit(features, labels)
+    weights, bias = builder.fold_scaler(head)
+    unseen_features = separable(seed=1)[0] * np.geomspace(0.01, 100, features.shape[1])
+    np.testing.assert_allclose(
+        unseen_features @ weights + bias, head.decision_function(unseen_features), rtol=1e-9, atol=1e-9, strict=False
+    )
+
+
+def test_cross_validation_is_deterministic_and_learns_a_separable_problem():
+    features, labels = separable()
+    names = [f"photo{i}.jpg" for i in range(len(labels))]
+    evaluation = builder.evaluate(features, labels, names)
+    assert evaluation == builder.evaluate(features, labels, names)
+    assert evaluation["accuracy"] >= 0.98 and evaluation["photos"] == 200 and evaluation["folds"] == builder.FOLDS
+
+
+def test_cross_validation_is_honest_noise_is_at_chance():
+    # More features than photos, as in the real head: fitted on all of them, the head is perfect on its own photos...
+    noise, labels = np.random.default_rng(3).normal(size=(120, 1280)), np.arange(120) % 2
+    names = [f"photo{i}.jpg" for i in range(len(labels))]
+    weights, bias = builder.fold_scaler(builder.make_head().fit(noise, labels))
+    assert (decide(noise, weights, bias) == labels).all()
+    # ...but on the photos each fold did not see it is no better than a coin toss, and every mistake is named.
+    evaluation = builder.evaluate(noise, labels, names)
+    assert evaluation["accuracy"] < 0.75 and evaluation["log_loss"] > np.log(2)
+    assert len(evaluation["misclassified"]) == round((1 - evaluation["accuracy"]) * len(labels))
+    assert set(evaluation["misclassified"]) <= set(names)
 
 
 def test_assemble_turns_the_logistic_head_into_a_two_class_softmax():
@@ -75,8 +105,12 @@ def test_card_describes_the_saved_model(card):
         path = MODEL_DIR / model_file["file"]
         assert sha256_of(path) == model_file["sha256"], path
         assert path.stat().st_size == model_file["bytes"], path
-    assert card["evaluation"]["accuracy"] >= 0.95
-    assert card["evaluation"]["photos"] == card["dataset"]["photos"] == 120
+    evaluation = card["evaluation"]  # cross-validated: from photos the head did not see in that fold
+    assert evaluation["photos"] == card["dataset"]["photos"] == 120 and evaluation["folds"] == builder.FOLDS
+    assert evaluation["accuracy"] >= 0.95
+    assert list(evaluation["recall"]) == card["class_names"] and min(evaluation["recall"].values()) >= 0.9
+    assert evaluation["log_loss"] < 0.2  # confident as well as right; a coin toss scores log 2 = 0.69
+    assert len(evaluation["misclassified"]) == round((1 - evaluation["accuracy"]) * evaluation["photos"])
     assert card["class_names"] == ["chihuahua", "muffin"]
     assert len(json.loads((MODEL_DIR / card["imagenet_class_names"]).read_text())) == 1000
 
