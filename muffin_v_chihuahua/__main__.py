@@ -6,11 +6,14 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from muffin_v_chihuahua import __version__, demo, engines, images
+from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
 
 PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
 DEMO_DEFAULTS = {
@@ -23,6 +26,10 @@ DEMO_DEFAULTS = {
     "--client.toolbarMode": "viewer",  # no developer menu (rerun, deploy) for visitors
 }
 BATCH = 16
+# The statuses a shell reports for a command a signal ended: Ctrl-C (130), and a reader that went away (141:
+# SIGPIPE is 13 on every POSIX system; Windows' signal module has no SIGPIPE).
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_BROKEN_PIPE = 128 + 13
 
 
 def run_demo(streamlit_options: list[str], engine: str) -> NoReturn:
@@ -49,11 +56,19 @@ def image_files(paths: list[Path]) -> list[Path]:
     return found
 
 
-def predict(paths: list[Path], output: str, engine: str) -> int:
-    from muffin_v_chihuahua.classifier import Classifier
+def read_photo(path: Path) -> bytes:
+    """The file's bytes, refused from its size before any is read, as the page and the service refuse uploads."""
+    limit = images.MAX_UPLOAD_MB * 1024 * 1024
+    with path.open("rb") as stream:
+        if os.fstat(stream.fileno()).st_size > limit:
+            raise images.ImageError("too-large", f"the file is larger than {images.MAX_UPLOAD_MB} MB")
+        # One byte past the limit at most: the decoder refuses a file that grew since, or a pipe (size 0).
+        return stream.read(limit + 1)
 
+
+def predict(paths: list[Path], output: str, engine: str, model_dir: Path | None) -> int:
     files = image_files(paths)
-    classifier = Classifier(engine=engine)
+    classifier = Classifier(engine, model_dir)
     writer = OUTPUTS[output]()
     failures = 0
     show_progress = sys.stderr.isatty() and len(files) > BATCH
@@ -61,7 +76,7 @@ def predict(paths: list[Path], output: str, engine: str) -> int:
         decoded = []
         for path in files[start : start + BATCH]:
             try:
-                decoded.append((path, images.decode(path.read_bytes(), classifier.input_size)))
+                decoded.append((path, images.decode(read_photo(path), classifier.input_size)))
             except (images.ImageError, OSError) as error:
                 failures += 1
                 print(
@@ -76,11 +91,21 @@ def predict(paths: list[Path], output: str, engine: str) -> int:
     return 1 if failures else 0
 
 
-class TableOutput:
-    def __init__(self):
-        self.rows = []
+class Output(Protocol):
+    """Where predict's results go: write() once per photo, in order, then close()."""
 
-    def write(self, path: str, prediction) -> None:
+    def write(self, path: str, prediction: Prediction) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class TableOutput:
+    """Aligned columns, printed at close (the widths depend on every row)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str]] = []
+
+    def write(self, path: str, prediction: Prediction) -> None:
         top = prediction.imagenet[0]
         self.rows.append(
             (path, prediction.verdict, f"{prediction.probability:.1%}", f"{top.name} {top.probability:.0%}")
@@ -94,7 +119,7 @@ class TableOutput:
 
 
 class JsonLinesOutput:
-    def write(self, path: str, prediction) -> None:
+    def write(self, path: str, prediction: Prediction) -> None:
         print(json.dumps({"path": path, **prediction.to_dict()}), flush=True)
 
     def close(self) -> None:
@@ -102,11 +127,11 @@ class JsonLinesOutput:
 
 
 class CsvOutput:
-    def __init__(self):
+    def __init__(self) -> None:
         self.writer = csv.writer(sys.stdout)
         self.writer.writerow(["path", "verdict", "probability", "top1", "top1_probability", "top2", "top3", "reason"])
 
-    def write(self, path: str, prediction) -> None:
+    def write(self, path: str, prediction: Prediction) -> None:
         first, *others = prediction.imagenet
         self.writer.writerow(
             [
@@ -124,13 +149,11 @@ class CsvOutput:
         sys.stdout.flush()
 
 
-OUTPUTS = {"table": TableOutput, "json": JsonLinesOutput, "csv": CsvOutput}
+OUTPUTS: dict[str, Callable[[], Output]] = {"table": TableOutput, "json": JsonLinesOutput, "csv": CsvOutput}
 
 
-def info(engine: str) -> int:
-    from muffin_v_chihuahua.classifier import Classifier
-
-    classifier = Classifier(engine=engine)
+def info(engine: str, model_dir: Path | None) -> int:
+    classifier = Classifier(engine, model_dir)
     photos = demo.photos()
     counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card["class_names"]}
     print(f"muffin-v-chihuahua {__version__}")
@@ -175,6 +198,7 @@ def parser() -> argparse.ArgumentParser:
         f"which engine runs the model (default: ${engines.ENGINE_VARIABLE}, else auto: the best one installed)"
     )
     default_engine = os.environ.get(engines.ENGINE_VARIABLE, "auto")
+    model_dir_help = "the model folder: card.json and the files it names (default: the model in this package)"
 
     run = commands.add_parser("run-demo", help="start the Streamlit page (port 8080); other options go to Streamlit")
     run.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
@@ -186,9 +210,11 @@ def parser() -> argparse.ArgumentParser:
     formats.add_argument("--csv", dest="output", action="store_const", const="csv", help="CSV with a header")
     classify.set_defaults(output="table")
     classify.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
+    classify.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
 
     describe = commands.add_parser("info", help="version, model card and demo photo counts")
     describe.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
+    describe.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
 
     http = commands.add_parser(
         "serve", help="serve the model over HTTP (GET / health, POST /predict); the [service] extra"
@@ -199,21 +225,39 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_command(argv: list[str] | None) -> int:
     args, extra = parser().parse_known_args(argv)
     if extra and args.command != "run-demo":
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "run-demo":
+        return run_demo(extra, args.engine)
+    if args.command == "predict":
+        return predict(args.paths, args.output, args.engine, args.model_dir)
+    if args.command == "serve":
+        return serve(args.host, args.port, args.engine)
+    return info(args.engine, args.model_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script: a problem it expects (a bad engine or model, a closed pipe, Ctrl-C) is one line on
+    stderr and an exit status, not a traceback."""
     try:
-        if args.command == "run-demo":
-            return run_demo(extra, args.engine)
-        if args.command == "predict":
-            return predict(args.paths, args.output, args.engine)
-        if args.command == "serve":
-            return serve(args.host, args.port, args.engine)
-        return info(args.engine)
+        status = run_command(argv)
+        sys.stdout.flush()  # a reader that went away shows here, inside the try, not at interpreter exit
+        return status
     except engines.EngineUnavailable as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
         return 2
+    except ModelFilesError as error:
+        print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # As Python's signal docs advise (note on SIGPIPE): stdout to devnull, so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("muffin-v-chihuahua: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from muffin_v_chihuahua import engines
 
 TOP_LABELS = 3
 NEITHER = "neither"
+CARD = "card.json"
+REPAIR = "reinstall muffin-v-chihuahua, or rebuild the model with `make model`"
+
+
+class ModelFilesError(RuntimeError):
+    """A model file is missing, damaged or not the one its card describes; the message names it and says what
+    to do. `path` is that file."""
+
+    def __init__(self, path: Path, problem: str):
+        super().__init__(f"{path} {problem}: {REPAIR}")
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -29,11 +43,11 @@ class Prediction:
     imagenet: tuple[Label, ...]  # the top ImageNet labels, most likely first
     reason: str | None = None  # why a photo is NEITHER, for a person
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Prediction:
+    def from_dict(cls, data: Mapping[str, Any]) -> Prediction:
         """The inverse of to_dict (e.g. a prediction the HTTP service sent); extra keys are ignored."""
         return cls(
             verdict=str(data["verdict"]),
@@ -46,47 +60,92 @@ class Prediction:
 def domain_mass(imagenet: np.ndarray, class_ranges: list[list[int]]) -> np.ndarray:
     """Per photo, the ImageNet probability on the classes a muffin or chihuahua photo lands on."""
     indices = np.concatenate([np.arange(first, last + 1) for first, last in class_ranges])
-    return imagenet[..., indices].sum(axis=-1)
+    return np.asarray(imagenet[..., indices].sum(axis=-1))
 
 
 class Classifier:
     """The model files (by default those bundled in the package), run by one engine; loading is the slow part,
-    so do it once."""
+    so do it once. Files that are missing, damaged or do not match the card raise ModelFilesError."""
 
-    def __init__(self, engine: str = "auto", model_dir: Path | None = None):
+    def __init__(self, engine: str = "auto", model_dir: Path | None = None) -> None:
         """model_dir: the model files (card.json and what it names); by default the ones in this package."""
-        model_dir = model_dir or resources.files("muffin_v_chihuahua") / "model"
-        self.card = json.loads((model_dir / "card.json").read_text())
-        self._imagenet_names = json.loads((model_dir / self.card["imagenet_class_names"]).read_text())
-        with resources.as_file(model_dir) as path:
-            self._engine = engines.load(engine, path, self.card)
-        self.input_size: tuple[int, int] = tuple(self.card["input_size"])  # (width, height)
+        with resources.as_file(model_dir or resources.files("muffin_v_chihuahua") / "model") as folder:
+            self._card_path = folder / CARD
+            self.card: dict[str, Any] = _read_json(self._card_path)
+            width, height = self._card_entry("input_size")
+            self.input_size: tuple[int, int] = (int(width), int(height))
+            self._class_names: list[str] = self._card_entry("class_names")
+            self._neither_threshold = float(self._card_entry("neither", "threshold"))
+            self._domain_classes: list[list[int]] = self._card_entry("neither", "domain_classes")
+            self._imagenet_names: list[str] = _read_json(folder / self._card_entry("imagenet_class_names"))
+            name = engines.resolve(engine)
+            model_file = folder / self._card_entry("files", name, "file")
+            # Checked before the engine reads it: a damaged file fails here with its name, not inside a runtime.
+            self.model_sha256: str = _verified_sha256(model_file, self._card_entry("files", name, "sha256"))
+            self._engine = engines.load(name, model_file)
 
     @property
     def engine(self) -> str:
         return self._engine.name
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[Prediction]:
+    def predict(self, batch: Sequence[npt.NDArray[np.float32]]) -> list[Prediction]:
         """Model input arrays (see images.decode with `input_size`) -> one Prediction each."""
         if len(batch) == 0:
             return []
         imagenet, verdict = self._engine.run(self._stack(batch))
         return [self._prediction(i, v) for i, v in zip(imagenet, verdict, strict=True)]
 
-    def _stack(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+    def _card_entry(self, *keys: str) -> Any:
+        """card[keys[0]][keys[1]]...; a card without it raises ModelFilesError naming the entry."""
+        entry: Any = self.card
+        for depth, key in enumerate(keys, start=1):
+            if not isinstance(entry, dict) or key not in entry:
+                raise ModelFilesError(self._card_path, f"has no {'.'.join(keys[:depth])!r} entry")
+            entry = entry[key]
+        return entry
+
+    def _stack(self, batch: Sequence[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
         expected = (self.input_size[1], self.input_size[0], 3)
         for array in batch:
             if array.shape != expected:
                 raise ValueError(f"expected an array of shape {expected}, got {array.shape}")
         return np.ascontiguousarray(np.stack(batch), dtype=np.float32)
 
-    def _prediction(self, imagenet: np.ndarray, verdict: np.ndarray) -> Prediction:
+    def _prediction(self, imagenet: npt.NDArray[np.float32], verdict: npt.NDArray[np.float32]) -> Prediction:
         top = np.argsort(imagenet)[::-1][:TOP_LABELS]
         labels = tuple(Label(self._imagenet_names[i], float(imagenet[i])) for i in top)
-        rule = self.card["neither"]
-        mass = float(domain_mass(imagenet, rule["domain_classes"]))
-        if mass < rule["threshold"]:
+        mass = float(domain_mass(imagenet, self._domain_classes))
+        if mass < self._neither_threshold:
             reason = f"looks like a {labels[0].name}, not a muffin or a chihuahua"
             return Prediction(NEITHER, 1.0 - mass, labels, reason)
         best = int(np.argmax(verdict))
-        return Prediction(self.card["class_names"][best], float(verdict[best]), labels)
+        return Prediction(self._class_names[best], float(verdict[best]), labels)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except OSError as error:
+        raise _unreadable(path, error) from None
+    except ValueError as error:  # not JSON, or not UTF-8
+        raise ModelFilesError(path, f"is damaged: it is not valid JSON ({error})") from None
+
+
+def _verified_sha256(path: Path, expected: str) -> str:
+    """The file's SHA-256, streamed; one that is not the card's raises ModelFilesError."""
+    try:
+        with path.open("rb") as stream:
+            actual = hashlib.file_digest(stream, "sha256").hexdigest()
+    except OSError as error:
+        raise _unreadable(path, error) from None
+    if actual != expected:
+        raise ModelFilesError(
+            path, f"is damaged or not the file its {CARD} describes: its SHA-256 is {actual}, the card says {expected}"
+        )
+    return actual
+
+
+def _unreadable(path: Path, error: OSError) -> ModelFilesError:
+    return ModelFilesError(
+        path, "is missing" if isinstance(error, FileNotFoundError) else f"cannot be read ({error.strerror or error})"
+    )

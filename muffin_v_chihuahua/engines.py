@@ -6,11 +6,17 @@ The classifier does not know which engine it has; TensorFlow is imported only by
 from __future__ import annotations
 
 import importlib.util
-import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+import numpy.typing as npt
+
+from muffin_v_chihuahua import cpus
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 ENGINES = ("auto", "onnx", "keras")
 ENGINE_VARIABLE = "MUFFIN_V_CHIHUAHUA_ENGINE"  # how the page and the container choose
@@ -23,7 +29,7 @@ class EngineUnavailable(RuntimeError):
 class Engine(Protocol):
     name: str
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, batch: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """(N, H, W, 3) float32 RGB 0..255 -> (ImageNet probabilities (N, 1000), verdict probabilities (N, 2))."""
 
 
@@ -32,7 +38,7 @@ class OnnxEngine:
 
     name = "onnx"
 
-    def __init__(self, model_path: Path):
+    def __init__(self, model_path: Path) -> None:
         import onnxruntime
 
         self._session = onnxruntime.InferenceSession(
@@ -41,13 +47,13 @@ class OnnxEngine:
         self._input = self._session.get_inputs()[0].name
 
     @staticmethod
-    def session_options():
+    def session_options() -> onnxruntime.SessionOptions:
         """The options of every session (benchmarks/benchmark.py profiles with the same ones)."""
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         # The cores this process may use (a container's CPU set), not the host's count.
-        options.intra_op_num_threads = len(os.sched_getaffinity(0))
+        options.intra_op_num_threads = cpus.usable()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         # ORT_ENABLE_ALL lays convolutions out in channel blocks (NCHWc): EfficientNet-Lite0 runs 1.6x faster than
@@ -55,7 +61,7 @@ class OnnxEngine:
         # 11.2 ms instead of 8.4 on an idle machine and gained nothing on a busy one (benchmarks/benchmark.py).
         return options
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, batch: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         imagenet, verdict = self._session.run(None, {self._input: batch})
         return imagenet, verdict
 
@@ -65,14 +71,14 @@ class KerasEngine:
 
     name = "keras"
 
-    def __init__(self, model_path: Path):
+    def __init__(self, model_path: Path) -> None:
         import keras
         import tensorflow as tf
 
         model = keras.models.load_model(model_path, compile=False)
         self._call = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, batch: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         imagenet, verdict = self._call(batch)
         return imagenet.numpy(), verdict.numpy()
 
@@ -82,6 +88,7 @@ REQUIREMENTS = {
     "onnx": ("onnxruntime", "pip install onnxruntime"),
     "keras": ("tensorflow", "pip install 'muffin-v-chihuahua[keras]'"),
 }
+ENGINE_TYPES: dict[str, Callable[[Path], Engine]] = {"onnx": OnnxEngine, "keras": KerasEngine}
 
 
 def resolve(name: str) -> str:
@@ -96,7 +103,6 @@ def resolve(name: str) -> str:
     return name
 
 
-def load(name: str, model_dir: Path, card: dict) -> Engine:
-    """The engine called `name` for the model files in model_dir (named in the model card)."""
-    engine = {"onnx": OnnxEngine, "keras": KerasEngine}[resolve(name)]
-    return engine(model_dir / card["files"][engine.name]["file"])
+def load(name: str, model_file: Path) -> Engine:
+    """The engine `name` (one resolve() returned) running model_file, the file the model card names for it."""
+    return ENGINE_TYPES[name](model_file)

@@ -1,12 +1,13 @@
 """engines: onnx and keras compute the same thing; onnx runs without TensorFlow; a missing engine is named."""
 
+import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from muffin_v_chihuahua import engines, images
+from muffin_v_chihuahua import cpus, engines, images
 from muffin_v_chihuahua.classifier import Classifier
 from tests.conftest import imported_after
 
@@ -45,6 +46,17 @@ def test_a_missing_engine_names_what_to_install():
 def test_an_unknown_engine_is_refused():
     with pytest.raises(engines.EngineUnavailable, match="unknown engine"):
         engines.resolve("pytorch")
+
+
+def test_onnx_runtime_uses_every_cpu_this_process_may_use():
+    assert engines.OnnxEngine.session_options().intra_op_num_threads == cpus.usable()
+
+
+def test_the_onnx_engine_runs_where_the_os_has_no_affinity_mask(monkeypatch, labelled_photos):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # as on macOS and Windows
+    classifier = Classifier(engine="onnx")
+    [prediction] = classifier.predict([images.decode(labelled_photos[0][1].read_bytes(), classifier.input_size)])
+    assert prediction.verdict == labelled_photos[0][0]
 
 
 def test_both_engines_give_the_same_predictions_on_the_dataset(labelled_photos):

@@ -1,16 +1,22 @@
-"""The console script (muffin_v_chihuahua.__main__): predict, info, --version; run-demo is in test_wheel."""
+"""The console script (muffin_v_chihuahua.__main__): predict, info, --version; run-demo is in test_wheel.
+A problem is one line on stderr and an exit status, never a traceback."""
 
 import csv
 import io
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from muffin_v_chihuahua import __version__, images
-from muffin_v_chihuahua.__main__ import main
+from muffin_v_chihuahua.__main__ import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
+from muffin_v_chihuahua.classifier import Prediction
 from tests import corpus
+from tests.conftest import PACKAGE, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -40,31 +46,69 @@ def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys
     assert "notes.jpg" in err and "not an image" in err and "readme.txt" not in out + err
 
 
-def test_predict_json_gives_one_object_per_line(photo_folder, capsys):
-    assert main(["predict", "--json", str(photo_folder / "muffin-a.jpg")]) == 0
+def expected_prediction(classifier, path: Path) -> Prediction:
+    [prediction] = classifier.predict([images.decode(path.read_bytes(), classifier.input_size)])
+    return prediction
+
+
+def assert_same_prediction(shown: Prediction, expected: Prediction) -> None:
+    """Same verdict, reason and labels; the same probabilities, within another session's rounding."""
+    assert (shown.verdict, shown.reason) == (expected.verdict, expected.reason)
+    assert [label.name for label in shown.imagenet] == [label.name for label in expected.imagenet]
+    probabilities = [expected.probability, *(label.probability for label in expected.imagenet)]
+    assert [shown.probability, *(label.probability for label in shown.imagenet)] == pytest.approx(probabilities)
+
+
+def test_predict_json_gives_one_object_per_line(photo_folder, capsys, classifier):
+    photo = photo_folder / "muffin-a.jpg"
+    assert main(["predict", "--json", "--engine", classifier.engine, str(photo)]) == 0
     [line] = capsys.readouterr().out.strip().splitlines()
     result = json.loads(line)
-    assert result["path"].endswith("muffin-a.jpg") and result["verdict"] in ("muffin", "neither")
-    assert len(result["imagenet"]) == 3 and 0 <= result["probability"] <= 1
+    assert result["path"] == str(photo)
+    assert_same_prediction(Prediction.from_dict(result), expected_prediction(classifier, photo))
 
 
-def test_predict_csv_has_a_header_and_a_row_per_photo(photo_folder, capsys):
-    assert main(["predict", "--csv", str(photo_folder / "nested")]) == 0
+def test_predict_csv_has_a_header_and_a_row_per_photo(photo_folder, capsys, classifier):
+    assert main(["predict", "--csv", "--engine", classifier.engine, str(photo_folder / "nested")]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert sorted(row["path"].rsplit("/", 1)[1] for row in rows) == ["chihuahua-b.jpg", "muffin-b.jpg"]
-    assert all(row["verdict"] in ("chihuahua", "muffin", "neither") and float(row["probability"]) > 0.5 for row in rows)
+    assert [Path(row["path"]).name for row in rows] == ["chihuahua-b.jpg", "muffin-b.jpg"]
+    for row in rows:
+        expected = expected_prediction(classifier, Path(row["path"]))
+        first, second, third = expected.imagenet
+        assert row["verdict"] == expected.verdict and row["reason"] == (expected.reason or "")
+        assert float(row["probability"]) == pytest.approx(expected.probability, abs=2e-6)
+        assert [row["top1"], row["top2"], row["top3"]] == [first.name, second.name, third.name]
+        assert float(row["top1_probability"]) == pytest.approx(first.probability, abs=2e-6)
 
 
 def test_a_missing_file_is_reported_and_fails(tmp_path, capsys):
-    assert main(["predict", str(tmp_path / "nowhere.jpg")]) == 1
-    assert "nowhere.jpg" in capsys.readouterr().err
+    path = tmp_path / "nowhere.jpg"
+    assert main(["predict", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert err == f"muffin-v-chihuahua: skipped {path}: No such file or directory\n"
+    assert out.split() == ["photo", "verdict", "probability", "top", "ImageNet", "label"]  # the header, no rows
 
 
-def test_info_prints_version_engine_card_and_photo_counts(capsys, engine):
-    assert main(["info", "--engine", engine]) == 0
+def test_a_file_over_the_size_limit_is_skipped(tmp_path, capsys):
+    path = tmp_path / "huge.jpg"
+    with path.open("wb") as sparse:  # 11 MB that take no space on disk
+        sparse.truncate((images.MAX_UPLOAD_MB + 1) * 1024 * 1024)
+    assert main(["predict", "--json", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"muffin-v-chihuahua: skipped {path}: the file is larger than {images.MAX_UPLOAD_MB} MB\n"
+
+
+def test_info_prints_version_engine_card_and_photo_counts(capsys, classifier):
+    assert main(["info", "--engine", classifier.engine]) == 0
     out = capsys.readouterr().out
-    assert __version__ in out and f"engine: {engine}" in out
-    assert "65 chihuahua, 55 muffin" in out and '"backbone"' in out
+    head, card = out.split("model card:\n")
+    assert head.splitlines() == [
+        f"muffin-v-chihuahua {__version__}",
+        f"engine: {classifier.engine}",
+        "demo photos: 65 chihuahua, 55 muffin",
+    ]
+    assert json.loads(card) == classifier.card
 
 
 def test_version(capsys):
@@ -99,3 +143,85 @@ def test_every_corpus_case_gets_a_verdict_or_is_reported_and_skipped(tmp_path, c
         if case.expected != corpus.VERDICT:
             assert f"skipped {path}: the " in err
     assert "Traceback" not in err
+
+
+# ----- problems: one line and an exit status ------------------------------------------------------
+
+
+def test_a_missing_argument_is_named_with_status_2(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["predict", "--json"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2
+    assert err.splitlines()[-1] == "muffin-v-chihuahua predict: error: the following arguments are required: PATH"
+
+
+@pytest.fixture
+def model_copy(tmp_path) -> Path:
+    """A copy of the bundled model folder (without the .h5: these tests run the onnx engine), to damage."""
+    return Path(shutil.copytree(PACKAGE / "model", tmp_path / "model", ignore=shutil.ignore_patterns("*.h5")))
+
+
+def test_model_dir_chooses_the_model_folder(model_copy, photo_folder, capsys):
+    card = json.loads((model_copy / "card.json").read_text())
+    (model_copy / "card.json").write_text(json.dumps({**card, "version": "9.9.9-copy"}))
+    assert main(["info", "--engine", "onnx", "--model-dir", str(model_copy)]) == 0
+    assert json.loads(capsys.readouterr().out.split("model card:\n")[1])["version"] == "9.9.9-copy"
+    assert main(["predict", "--json", "--engine", "onnx", "--model-dir", str(model_copy), str(photo_folder)]) == 1
+    assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_a_truncated_model_card_is_one_line_naming_it(model_copy, photo_folder, capsys):
+    card = model_copy / "card.json"
+    card.write_bytes(card.read_bytes()[:100])
+    for command in ("predict", "info"):
+        paths = [str(photo_folder)] if command == "predict" else []
+        assert main([command, "--engine", "onnx", "--model-dir", str(model_copy), *paths]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"muffin-v-chihuahua: {card} is damaged: it is not valid JSON (")
+        assert err.endswith("reinstall muffin-v-chihuahua, or rebuild the model with `make model`\n")
+        assert err.count("\n") == 1
+
+
+def test_a_missing_or_altered_model_file_is_one_line_naming_it(model_copy, photo_folder, capsys):
+    card = json.loads((model_copy / "card.json").read_text())
+    model_file = model_copy / card["files"]["onnx"]["file"]
+    model_file.write_bytes(b"\0" + model_file.read_bytes()[1:])
+    assert main(["predict", "--engine", "onnx", "--model-dir", str(model_copy), str(photo_folder)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"muffin-v-chihuahua: {model_file} is damaged or not the file its card.json describes")
+    model_file.unlink()
+    assert main(["info", "--engine", "onnx", "--model-dir", str(model_copy)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"muffin-v-chihuahua: {model_file} is missing: ")
+
+
+def console_script(*args: str | Path, **options) -> subprocess.Popen:
+    """The real console script in a fresh process, its output read through pipes."""
+    command = [sys.executable, "-m", "muffin_v_chihuahua", *map(str, args)]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+
+
+def test_a_reader_that_closes_the_pipe_early_ends_it_quietly(dataset_dir):
+    """`muffin-v-chihuahua predict --json DIR | head -1`"""
+    process = console_script("predict", "--json", dataset_dir, dataset_dir)
+    assert json.loads(process.stdout.readline())["verdict"]
+    process.stdout.close()
+    _, err = process.communicate(timeout=300)
+    assert "Traceback" not in err and err == ""
+    assert process.returncode == EXIT_BROKEN_PIPE == 141
+
+
+def default_sigint() -> None:
+    """In the child before it starts: SIGINT as a terminal delivers it, even where the tests run with it ignored
+    (a background job), so that Python turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_ctrl_c_ends_with_status_130_and_one_line(dataset_dir):
+    process = console_script("predict", "--json", *[dataset_dir] * 4, preexec_fn=default_sigint)
+    assert json.loads(process.stdout.readline())["verdict"]
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=300)
+    assert err.splitlines() == ["muffin-v-chihuahua: interrupted"]
+    assert process.returncode == EXIT_INTERRUPTED == 130
