@@ -58,12 +58,10 @@ def image_files(paths: list[Path]) -> list[Path]:
 
 def read_photo(path: Path) -> bytes:
     """The file's bytes, refused from its size before any is read, as the page and the service refuse uploads."""
-    limit = images.MAX_UPLOAD_MB * 1024 * 1024
     with path.open("rb") as stream:
-        if os.fstat(stream.fileno()).st_size > limit:
-            raise images.ImageError("too-large", f"the file is larger than {images.MAX_UPLOAD_MB} MB")
+        images.check_size(os.fstat(stream.fileno()).st_size)
         # One byte past the limit at most: the decoder refuses a file that grew since, or a pipe (size 0).
-        return stream.read(limit + 1)
+        return stream.read(images.MAX_UPLOAD_BYTES + 1)
 
 
 def predict(paths: list[Path], output: str, engine: str, model_dir: Path | None) -> int:

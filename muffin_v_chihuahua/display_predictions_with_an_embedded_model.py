@@ -18,7 +18,7 @@ import numpy as np
 import streamlit as st
 
 from muffin_v_chihuahua import __version__, demo, engines, images, remote
-from muffin_v_chihuahua.classifier import Classifier, Prediction
+from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
 
 DEMO_COUNT = 3
 
@@ -138,7 +138,7 @@ try:
         model = connect_to_service(inference_url)
     else:
         model = load_classifier(os.environ.get(engines.ENGINE_VARIABLE, "auto"))
-except engines.EngineUnavailable as error:
+except (engines.EngineUnavailable, ModelFilesError) as error:
     st.error(f"The model cannot run here: {error}")
     st.stop()
 except remote.ServiceError as error:

@@ -10,6 +10,7 @@ from PIL import Image, ImageOps
 
 # Larger uploads are refused before they are read: the page, the CLI and the service share it.
 MAX_UPLOAD_MB = 10
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 # A 40-megapixel photo decodes to ~120 MB of RGB; anything larger is refused from its header,
 # before decoding, so a small file that declares a huge image cannot exhaust memory.
 MAX_PIXELS = 40_000_000
@@ -28,12 +29,17 @@ class ImageError(ValueError):
         self.kind = kind
 
 
+def check_size(size: int) -> None:
+    """Refuse a file over MAX_UPLOAD_MB from its size alone (callers that can, check before reading it)."""
+    if size > MAX_UPLOAD_BYTES:
+        raise ImageError("too-large", f"the file is larger than {MAX_UPLOAD_MB} MB")
+
+
 def open_rgb(data: bytes) -> Image.Image:
     """Decode image bytes to an upright 8-bit RGB picture (first frame of an animation)."""
     if not data:
         raise ImageError("empty", "the file is empty")
-    if len(data) > MAX_UPLOAD_MB * 1024 * 1024:
-        raise ImageError("too-large", f"the file is larger than {MAX_UPLOAD_MB} MB")
+    check_size(len(data))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

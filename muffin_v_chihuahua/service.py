@@ -15,7 +15,6 @@ JSON body naming the file and what is wrong.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -23,8 +22,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from importlib import resources
-from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -35,7 +32,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from python_multipart.multipart import parse_options_header
 
-from muffin_v_chihuahua import __version__, engines, images
+from muffin_v_chihuahua import __version__, cpus, engines, images
 from muffin_v_chihuahua.classifier import Classifier, Prediction
 
 if TYPE_CHECKING:
@@ -129,7 +126,7 @@ class Model:
                 "model_version": card["version"],
                 "model_built_at": card.get("built_at"),
                 "model_file": model_file,
-                "model_sha256": _sha256(resources.files("muffin_v_chihuahua") / "model" / model_file),
+                "model_sha256": classifier.model_sha256,
                 "input_size": list(classifier.input_size),
                 "class_names": list(card["class_names"]),
             }
@@ -138,11 +135,6 @@ class Model:
         except Exception as error:  # reported by the health check, which stays 503
             self.error = f"{type(error).__name__}: {error}"
             log.exception("the model could not be loaded")
-
-
-def _sha256(file: Traversable) -> str:
-    with file.open("rb") as stream:
-        return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 # ----- response shapes (for the OpenAPI schema) -----------------------------------------------------
@@ -156,7 +148,7 @@ class Health(BaseModel):
     model_version: str
     model_built_at: str | None = None
     model_file: str
-    model_sha256: str  # of the model file the engine runs, computed when it was loaded
+    model_sha256: str  # of the model file the engine runs, checked against the card when it was loaded
     input_size: list[int]  # (width, height)
     class_names: list[str]
     max_upload_mb: float
@@ -244,7 +236,7 @@ def create_app(
     # Inference and decoding run in worker threads, as many at once as this process has cores: more only
     # share the same cores (each ONNX Runtime call already uses them all) and hold more images. Measured on
     # 2 cores, 8 clients: 1 at once 24 req/s, 2 at once 32 req/s, 4 at once 28 req/s with twice the p99.
-    workers = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
+    workers = anyio.CapacityLimiter(cpus.usable())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
