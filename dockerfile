@@ -8,9 +8,12 @@
 #         -> app-builder (the wheel) -> runtime (a venv with the wheel and its runtime dependencies only)
 #         -> page -> app (the default target) | frontend (the page asking the service)
 #         -> service (the model over HTTP).
-# The pip cache lives in a build cache mount, never in a layer.
+# The pip cache lives in a build cache mount, never in a layer. Dependencies come from the hash-checked
+# locks in requirements/ (`make lock`).
 
 ARG BASE_IMAGE=python:3.11-slim
+# The runtime's lock: app.txt (the wheel alone) or service.txt (the wheel with its [service] extra).
+ARG LOCK=app.txt
 
 # --- data-builder: the dataset from the build context -> verified package data (stdlib only) --------
 FROM ${BASE_IMAGE} AS data-builder
@@ -24,10 +27,10 @@ RUN python3 -m builders.data --source /dataset --dest /data
 # --- model-builder: ImageNet backbone + head -> model/*.h5, *.onnx, card.json, imagenet_classes.json --
 FROM ${BASE_IMAGE} AS model-builder
 WORKDIR /src
-COPY requirements/build.txt requirements/constraints.txt requirements/
+COPY requirements/build.txt requirements/
 RUN --mount=type=cache,target=/root/.cache/pip \
     python3 -m venv /venv \
-    && /venv/bin/pip install --disable-pip-version-check -c requirements/constraints.txt -r requirements/build.txt
+    && /venv/bin/pip install --disable-pip-version-check --require-hashes -r requirements/build.txt
 COPY builders/ builders/
 # Only the runtime modules the builders import (the same decoding, engines and rule as the app): a change
 # to the page, the CLI or the service does not retrain the model.
@@ -41,36 +44,39 @@ RUN --mount=type=cache,target=/root/.keras \
     /venv/bin/python -m builders.model --backbone "${BACKBONE}" --data /data --out /model
 
 # --- app-builder: sources + the two artefacts -> the wheel, checked against its model card ----------
-FROM ${BASE_IMAGE} AS app-builder
+# On the model builder: its venv has the locked setuptools and wheel, so the wheel builds without an unchecked
+# download (--no-build-isolation).
+FROM model-builder AS app-builder
 WORKDIR /src
 COPY setup.py setup.cfg pyproject.toml MANIFEST.in README.md ./
-COPY requirements/constraints.txt /dist/
 COPY builders/ builders/
 COPY muffin_v_chihuahua/ muffin_v_chihuahua/
 COPY --from=data-builder /data muffin_v_chihuahua/data
 COPY --from=model-builder /model muffin_v_chihuahua/model
-# /dist: the wheel, the constraints the app installs it with, and SHA256SUMS of both.
-RUN --mount=type=cache,target=/root/.cache/pip \
-    python3 -m venv /venv \
-    && /venv/bin/pip wheel --disable-pip-version-check --no-deps -w /dist . \
-    && /venv/bin/python -m builders.verify_wheel /dist/muffin_v_chihuahua-*.whl \
-    && sha256sum /dist/muffin_v_chihuahua-*.whl /dist/constraints.txt > /dist/SHA256SUMS
+# /dist: the wheel, the lock the runtime installs its dependencies from, and SHA256SUMS of both.
+RUN /venv/bin/pip wheel --disable-pip-version-check --no-deps --no-build-isolation -w /dist . \
+    && /venv/bin/python -m builders.verify_wheel /dist/muffin_v_chihuahua-*.whl
+# LOCK comes after the wheel, so that the images built with different locks share one wheel build.
+ARG LOCK
+COPY requirements/${LOCK} /dist/
+RUN sha256sum /dist/muffin_v_chihuahua-*.whl "/dist/${LOCK}" > /dist/SHA256SUMS
 
-# --- runtime: a venv with the wheel and its runtime dependencies (plus EXTRAS, e.g. [service]) ---------
+# --- runtime: a venv with the wheel and its runtime dependencies (LOCK=service.txt adds [service]'s) -----
 FROM ${BASE_IMAGE} AS runtime
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # The wheel is bind-mounted, not copied: the photos exist once, in site-packages. Buildah (1.28 here)
 # reuses a cached RUN even when a bind-mounted stage changed; copying the checksums of the wheel and
-# constraints first makes it rerun whenever they change (and records what the venv was made from).
+# lock first makes it rerun whenever they change (and records what the venv was made from).
 COPY --from=app-builder /dist/SHA256SUMS /opt/muffin-v-chihuahua.sha256
-ARG EXTRAS=
-# The venv keeps the runtime only: pip and setuptools leave once the wheel is installed.
+ARG LOCK
+# The lock holds every dependency, so the wheel goes in with --no-deps. The venv keeps the runtime only:
+# pip and setuptools leave once the wheel is installed.
 RUN --mount=type=bind,from=app-builder,source=/dist,target=/dist \
     --mount=type=cache,target=/root/.cache/pip \
     python3 -m venv "${VIRTUAL_ENV}" \
-    && wheel=$(ls /dist/muffin_v_chihuahua-*.whl) \
-    && pip install --disable-pip-version-check -c /dist/constraints.txt "${wheel}${EXTRAS}" \
+    && pip install --disable-pip-version-check --require-hashes -r "/dist/${LOCK}" \
+    && pip install --disable-pip-version-check --no-deps /dist/muffin_v_chihuahua-*.whl \
     && python -m pip uninstall --yes --quiet setuptools pip \
     && useradd --create-home --uid 10001 --user-group app
 # Configuration is environment, not edits: the engine, the service's limits, INFERENCE_URL; STREAMLIT_*.
@@ -94,7 +100,7 @@ CMD ["muffin-v-chihuahua", "run-demo", "--server.port", "8080", "--server.addres
 FROM page AS frontend
 ENV INFERENCE_URL=http://ml-service:8000
 
-# --- service: the model alone, over HTTP (built with --build-arg EXTRAS=[service]) -----------------------
+# --- service: the model alone, over HTTP (built with --build-arg LOCK=service.txt) ------------------------
 FROM runtime AS service
 EXPOSE 8000
 # GET / answers 503 while the model loads and 200 once it can predict.

@@ -11,6 +11,8 @@ DATASET_SHA256 ?=
 VENV ?= .venv
 APP_VENV ?= .venv-app
 PYTEST_ARGS ?=
+# `make lock UPGRADE=1` moves every pin to the newest version its range allows; plain `make lock` keeps the pins.
+UPGRADE ?=
 # TensorFlow's C++ start-up chatter (oneDNN, CPU features) buries the build's own lines; errors still show.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
@@ -18,12 +20,17 @@ VERSION = $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' muffin_v_chihuahua/__i
 WHEEL = dist/muffin_v_chihuahua-$(VERSION)-py3-none-any.whl
 DATA_STAMP = muffin_v_chihuahua/data/SHA256SUMS
 MODEL_CARD = muffin_v_chihuahua/model/card.json
-PIP = $(VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt
+# Every venv installs a hash-locked requirements/*.txt with --require-hashes, then this project with --no-deps.
+PIP_FLAGS = --quiet --disable-pip-version-check
+# dev.txt resolves everything together; the other locks take its versions (-c), so a package has one version in all.
+# The locks name no index or find-links: each machine's pip configuration supplies its own.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND='make lock' $(VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe \
+	--strip-extras --no-emit-index-url --no-emit-find-links --no-build-isolation
 
 # Debian packages the tests use: Podman and friends build and run the images, Chromium drives the page.
 SYSTEM_PACKAGES = podman buildah runc debootstrap uidmap chromium fonts-noto-color-emoji
 
-.PHONY: help system-deps data model package-wheel verify-wheel install-app run-app test bench clean
+.PHONY: help system-deps lock lint format data model package-wheel verify-wheel install-app run-app test bench clean
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,11 +43,28 @@ system-deps: ## install the Debian packages the tests need (Podman, Chromium) wh
 		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq $$missing; \
 	fi
 
-$(VENV)/.installed: requirements/build.txt requirements/dev.txt requirements/constraints.txt setup.cfg
+# The dev lock holds the app's [keras,service] dependencies too; --no-build-isolation builds with its setuptools.
+$(VENV)/.installed: requirements/dev.txt setup.cfg
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip
-	$(PIP) -r requirements/dev.txt -e '.[keras,service]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) --require-hashes -r requirements/dev.txt
+	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
 	touch $@
+
+lock: $(VENV)/.installed ## refresh requirements/*.txt from setup.cfg and requirements/*.in (UPGRADE=1: newest in range)
+	$(PIP_COMPILE) $(if $(filter 1,$(UPGRADE)),--upgrade) --extra keras --extra service -o requirements/dev.txt setup.cfg requirements/dev.in
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/build.txt requirements/build.in
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/app.txt setup.cfg
+	$(PIP_COMPILE) -c requirements/dev.txt --extra keras -o requirements/keras.txt setup.cfg
+	$(PIP_COMPILE) -c requirements/dev.txt --extra service -o requirements/service.txt setup.cfg
+
+lint: $(VENV)/.installed ## ruff (lint rules and formatting) and mypy, configured in pyproject.toml
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.installed ## apply ruff's fixes and formatting to the tree
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 data: $(DATA_STAMP) ## copy the labelled photos into the package, SHA-256 checked (DATASET=folder|URL)
 $(DATA_STAMP): $(VENV)/.installed builders/data.py
@@ -60,16 +84,18 @@ verify-wheel: $(WHEEL) ## check the wheel holds the model with its card's SHA-25
 	$(VENV)/bin/python -m builders.verify_wheel $(WHEEL)
 
 install-app: $(APP_VENV)/.installed ## a fresh virtual environment with the wheel only
-$(APP_VENV)/.installed: $(WHEEL)
+$(APP_VENV)/.installed: $(WHEEL) requirements/app.txt
 	rm -rf $(APP_VENV)
 	$(PYTHON) -m venv $(APP_VENV)
-	$(APP_VENV)/bin/pip install --quiet --disable-pip-version-check -c requirements/constraints.txt $(WHEEL)
+	$(APP_VENV)/bin/pip install $(PIP_FLAGS) --require-hashes -r requirements/app.txt
+	$(APP_VENV)/bin/pip install $(PIP_FLAGS) --no-deps $(WHEEL)
 	touch $@
 
 run-app: verify-wheel install-app ## the main job: data, model, wheel, then the page on PORT (8080)
 	$(APP_VENV)/bin/muffin-v-chihuahua run-demo --server.port $(PORT)
 
-test: system-deps $(VENV)/.installed data model verify-wheel ## run the tests (unit, page, integration)
+# lint comes first: a style or type error fails in seconds, before the data, the model and the wheel are built.
+test: $(VENV)/.installed lint system-deps data model verify-wheel ## lint, then run the tests (unit, page, integration)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: system-deps $(VENV)/.installed data model install-app ## measure speed, memory and size -> docs/benchmarks.md
@@ -122,7 +148,7 @@ run-docker: ## run the image package-docker built: the page on PUBLISH_ADDRESS:P
 	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)
 
 package-services: $(BASE_IMAGE_TARGET) docker-dataset ## build the second mode's images: IMAGE-service and IMAGE-frontend
-	$(DOCKER_BUILD) --target service --build-arg EXTRAS=[service] -t $(IMAGE)-service .
+	$(DOCKER_BUILD) --target service --build-arg LOCK=service.txt -t $(IMAGE)-service .
 	$(DOCKER_BUILD) --target frontend -t $(IMAGE)-frontend .
 
 # Docker runs docker-compose.yaml. Podman runs the page inside the service container's network namespace:

@@ -390,25 +390,17 @@ def ensure_inception() -> str:
 
 
 def ensure_keras_venv(python: str, wheel: Path) -> str:
-    """A venv with the wheel and its [keras] extra, as a user installs it; rebuilt when the wheel changes."""
+    """A venv with the wheel and its [keras] extra's locked dependencies; rebuilt when the wheel or the lock changes."""
+    lock = ROOT / "requirements" / "keras.txt"
     stamp = KERAS_VENV / ".installed"
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    digest = hashlib.sha256(wheel.read_bytes() + lock.read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return "reused"
     shutil.rmtree(KERAS_VENV, ignore_errors=True)
     subprocess.run([python, "-m", "venv", KERAS_VENV], check=True)
-    subprocess.run(
-        [
-            KERAS_VENV / "bin" / "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-c",
-            ROOT / "requirements" / "constraints.txt",
-            f"{wheel}[keras]",
-        ],
-        check=True,
-    )
+    pip = [KERAS_VENV / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--require-hashes", "-r", lock], check=True)
+    subprocess.run([*pip, "--no-deps", wheel], check=True)
     stamp.write_text(digest)
     return "built"
 

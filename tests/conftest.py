@@ -83,34 +83,25 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-def make_venv(folder: Path, requirement: str) -> Path:
-    """A fresh venv holding only the wheel (with extras, if asked) and its dependencies."""
+def make_venv(folder: Path, wheel: Path, lock: str) -> Path:
+    """A fresh venv holding only the wheel and the dependencies of requirements/<lock>.txt (app, keras)."""
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
-    subprocess.run(
-        [
-            folder / "bin" / "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-c",
-            ROOT / "requirements" / "constraints.txt",
-            requirement,
-        ],
-        check=True,
-    )
+    pip = [folder / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--require-hashes", "-r", ROOT / "requirements" / f"{lock}.txt"], check=True)
+    subprocess.run([*pip, "--no-deps", wheel], check=True)
     return folder
 
 
 @pytest.fixture(scope="session")
 def app_venv(tmp_path_factory, wheel) -> Path:
     """The plain install: ONNX Runtime, no TensorFlow."""
-    return make_venv(tmp_path_factory.mktemp("venv"), str(wheel))
+    return make_venv(tmp_path_factory.mktemp("venv"), wheel, "app")
 
 
 @pytest.fixture(scope="session")
 def keras_venv(tmp_path_factory, wheel) -> Path:
     """The install with the [keras] extra: the .h5 in TensorFlow, as the seed ran it."""
-    return make_venv(tmp_path_factory.mktemp("venv-keras"), f"{wheel}[keras]")
+    return make_venv(tmp_path_factory.mktemp("venv-keras"), wheel, "keras")
 
 
 @pytest.fixture(scope="session")
