@@ -146,10 +146,19 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
     weights, bias = fold_scaler(make_head().fit(features, labels))
     print(f"model: {FOLDS}-fold cross-validated accuracy {evaluation['accuracy']:.3f} on {len(labels)} photos")
     model = assemble(base, weights, bias)
-    neither_rule = neither.calibrate(imagenet, lambda arrays: base.predict(arrays, verbose=0)[1], size)
+    imagenet_names = backbones.imagenet_class_names()
+
+    def outputs_of(arrays: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        imagenet, verdict = model.predict(arrays, verbose=0)
+        return imagenet, [LABELS[i] for i in verdict.argmax(axis=1)]
+
+    neither_rule = neither.calibrate(
+        imagenet, [LABELS[i] for i in labels], photo_names, outputs_of, size, imagenet_names
+    )
     print(
-        f"model: 'neither' below {neither_rule['threshold']:.3f} of dog and food probability: flags "
-        f"{neither_rule['dataset_flagged_share']:.1%} of dataset photos, catches "
+        f"model: 'neither' below {neither_rule['threshold']:.3f} of ImageNet probability on the verdict's profile "
+        f"({', '.join(f'{len(p)} {label} classes' for label, p in neither_rule['profiles'].items())}): flags "
+        f"{neither_rule['dataset_flagged_share']:.1%} of dataset photos (cross-validated), catches "
         f"{neither_rule['heldout_negatives_caught_share']:.0%} of held-out negatives"
     )
 
@@ -161,7 +170,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
     print(
         f"model: .h5 and .onnx agree on {len(photos)} photos (largest difference {agreement['max_probability_difference']:.1e})"
     )
-    (out_dir / CLASS_NAMES_FILE).write_text(json.dumps(backbones.imagenet_class_names(), indent=0))
+    (out_dir / CLASS_NAMES_FILE).write_text(json.dumps(imagenet_names, indent=0))
     card = {
         "name": "muffin-v-chihuahua",
         "version": __version__,

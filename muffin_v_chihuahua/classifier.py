@@ -14,9 +14,10 @@ import numpy as np
 import numpy.typing as npt
 
 from muffin_v_chihuahua import engines
+from muffin_v_chihuahua.evidence import NEITHER, EvidenceRule
 
 TOP_LABELS = 3
-NEITHER = "neither"
+__all__ = ["NEITHER", "Classifier", "Label", "ModelFilesError", "Prediction"]
 CARD = "card.json"
 REPAIR = "reinstall muffin-v-chihuahua, or rebuild the model with `make model`"
 
@@ -39,8 +40,11 @@ class Label:
 @dataclass(frozen=True)
 class Prediction:
     verdict: str  # one of the card's class names, or NEITHER
-    probability: float  # of the verdict
+    probability: float | None  # the head's probability of the verdict; None for NEITHER, which it cannot judge
     imagenet: tuple[Label, ...]  # the top ImageNet labels, most likely first
+    # ImageNet's probability on what the dataset's photos of the head's class look like (evidence.py): the
+    # verdict's support, or for NEITHER how little the photo looks like the class the head leant to.
+    evidence: float
     reason: str | None = None  # why a photo is NEITHER, for a person
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,16 +55,11 @@ class Prediction:
         """The inverse of to_dict (e.g. a prediction the HTTP service sent); extra keys are ignored."""
         return cls(
             verdict=str(data["verdict"]),
-            probability=float(data["probability"]),
+            probability=None if data["probability"] is None else float(data["probability"]),
             imagenet=tuple(Label(str(label["name"]), float(label["probability"])) for label in data["imagenet"]),
+            evidence=float(data["evidence"]),
             reason=data.get("reason"),
         )
-
-
-def domain_mass(imagenet: np.ndarray, class_ranges: list[list[int]]) -> np.ndarray:
-    """Per photo, the ImageNet probability on the classes a muffin or chihuahua photo lands on."""
-    indices = np.concatenate([np.arange(first, last + 1) for first, last in class_ranges])
-    return np.asarray(imagenet[..., indices].sum(axis=-1))
 
 
 class Classifier:
@@ -75,9 +74,10 @@ class Classifier:
             width, height = self._card_entry("input_size")
             self.input_size: tuple[int, int] = (int(width), int(height))
             self._class_names: list[str] = self._card_entry("class_names")
-            self._neither_threshold = float(self._card_entry("neither", "threshold"))
-            self._domain_classes: list[list[int]] = self._card_entry("neither", "domain_classes")
             self._imagenet_names: list[str] = _read_json(folder / self._card_entry("imagenet_class_names"))
+            for key in ("profiles", "threshold", "dog_classes"):
+                self._card_entry("neither", key)
+            self._rule = EvidenceRule.from_card(self.card["neither"], self._imagenet_names)
             name = engines.resolve(engine)
             model_file = folder / self._card_entry("files", name, "file")
             # Checked before the engine reads it: a damaged file fails here with its name, not inside a runtime.
@@ -114,12 +114,10 @@ class Classifier:
     def _prediction(self, imagenet: npt.NDArray[np.float32], verdict: npt.NDArray[np.float32]) -> Prediction:
         top = np.argsort(imagenet)[::-1][:TOP_LABELS]
         labels = tuple(Label(self._imagenet_names[i], float(imagenet[i])) for i in top)
-        mass = float(domain_mass(imagenet, self._domain_classes))
-        if mass < self._neither_threshold:
-            reason = f"looks like a {labels[0].name}, not a muffin or a chihuahua"
-            return Prediction(NEITHER, 1.0 - mass, labels, reason)
         best = int(np.argmax(verdict))
-        return Prediction(self._class_names[best], float(verdict[best]), labels)
+        judged = self._rule.judge(imagenet, self._class_names[best])
+        probability = None if judged.verdict == NEITHER else float(verdict[best])
+        return Prediction(judged.verdict, probability, labels, judged.evidence, judged.reason)
 
 
 def _read_json(path: Path) -> Any:

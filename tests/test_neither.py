@@ -1,16 +1,23 @@
-"""builders.neither: calibrating the 'neither' rule."""
+"""builders.neither: learning the 'neither' rule's profiles and threshold, and measuring it honestly."""
+
+import io
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from builders import neither
-from muffin_v_chihuahua.classifier import domain_mass
+
+NAMES = [f"class {i}" for i in range(1000)]
 
 
 def test_negative_samples_load_offline_as_images():
     photos = neither.negative_photos()
-    assert sorted(photos) == sorted(neither.NEGATIVE_SAMPLES)
-    assert all(data.startswith(b"\x89PNG") for data in photos.values())
+    expected = [*neither.NEGATIVE_SAMPLES, *(f"matplotlib-{f.rsplit('.', 1)[0]}" for f in neither.MATPLOTLIB_SAMPLES)]
+    assert sorted(photos) == sorted(expected)
+    for data in photos.values():
+        with Image.open(io.BytesIO(data)) as picture:
+            assert min(picture.size) >= 64
 
 
 def test_split_is_deterministic_disjoint_and_halves():
@@ -57,7 +64,46 @@ def test_threshold_matches_a_brute_force_search_and_never_lies_on_an_observed_va
         assert threshold == pytest.approx((below + above) / 2) and threshold not in observed
 
 
-def test_domain_mass_sums_the_listed_inclusive_ranges():
-    probabilities = np.zeros((1, 1000))
-    probabilities[0, [151, 268, 415, 500]] = 0.25
-    assert domain_mass(probabilities, [[151, 268], [415, 415]])[0] == 0.75
+def distribution(placed: dict[int, float]) -> np.ndarray:
+    """ImageNet probabilities: the given ones, the rest on class 999 (in no profile below)."""
+    row = np.zeros(1000)
+    for index, probability in placed.items():
+        row[index] = probability
+    row[999] = 1 - row.sum()
+    return row
+
+
+def test_a_profile_is_the_classes_a_class_puts_at_least_the_profile_share_on_on_average():
+    # Class 1 carries the chihuahuas; class 2 gets 0.4 % on average (below 0.5 %); class 3 exactly 0.5 %.
+    photos = np.stack([distribution({1: 0.9, 2: 0.008, 3: 0.01}), distribution({1: 0.8, 3: 0.0})])
+    muffins = np.stack([distribution({10: 0.5})])
+    profiles = neither.profiles(np.concatenate([photos, muffins]), ["chihuahua", "chihuahua", "muffin"])
+    assert profiles == {"chihuahua": [1, 3, 999], "muffin": [10, 999]}
+
+
+def test_fit_puts_the_threshold_between_the_dataset_and_the_negatives():
+    dataset = np.stack(
+        [distribution({1: 0.9}), distribution({1: 0.6}), distribution({10: 0.7}), distribution({10: 0.4})]
+    )
+    labels = ["chihuahua", "chihuahua", "muffin", "muffin"]
+    negatives = np.stack([distribution({1: 0.1}), distribution({10: 0.2}), distribution({500: 0.9})])
+    rule = neither.fit(dataset[:, :999], labels, negatives[:, :999], ["chihuahua", "muffin", "muffin"], NAMES)
+    assert rule.profiles == {"chihuahua": [1], "muffin": [10]}  # class 999 cut off: in no profile
+    assert rule.threshold == pytest.approx(0.3)  # midway between the negatives' 0.2 and the dataset's 0.4
+
+
+def test_the_flagged_share_is_cross_validated_a_photo_never_vouches_for_itself():
+    """Each muffin looks like a class of its own: in-sample every one passes, but a rule fitted without a photo
+    has never seen its class, so cross-validation flags them all."""
+    chihuahuas = [distribution({1: 0.9}) for _ in range(10)]
+    muffins = [distribution({100 + i: 0.9}) for i in range(10)]
+    imagenet = np.stack(chihuahuas + muffins)[:, :999]
+    labels = ["chihuahua"] * 10 + ["muffin"] * 10
+    names = [f"{label}/{i}.jpg" for i, label in enumerate(labels)]
+    negatives, leaning = np.stack([distribution({500: 0.9})])[:, :999], ["muffin"]
+
+    in_sample = neither.fit(imagenet, labels, negatives, leaning, NAMES)
+    assert all(
+        in_sample.evidence(row, label) >= in_sample.threshold for row, label in zip(imagenet, labels, strict=True)
+    )
+    assert neither.cross_validated_flagged(imagenet, labels, negatives, leaning, names, NAMES) == sorted(names[10:])
