@@ -101,16 +101,22 @@ class TableOutput:
     """Aligned columns, printed at close (the widths depend on every row)."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str, str]] = []
+        self.rows: list[tuple[str, str, str, str, str]] = []
 
     def write(self, path: str, prediction: Prediction) -> None:
         top = prediction.imagenet[0]
         self.rows.append(
-            (path, prediction.verdict, f"{prediction.probability:.1%}", f"{top.name} {top.probability:.0%}")
+            (
+                path,
+                prediction.verdict,
+                "–" if prediction.probability is None else f"{prediction.probability:.1%}",
+                f"{prediction.evidence:.1%}",
+                f"{top.name} {top.probability:.0%}",
+            )
         )
 
     def close(self) -> None:
-        header = ("photo", "verdict", "probability", "top ImageNet label")
+        header = ("photo", "verdict", "probability", "evidence", "top ImageNet label")
         widths = [max(len(row[i]) for row in [header, *self.rows]) for i in range(len(header))]
         for row in [header, *self.rows]:
             print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -127,7 +133,9 @@ class JsonLinesOutput:
 class CsvOutput:
     def __init__(self) -> None:
         self.writer = csv.writer(sys.stdout)
-        self.writer.writerow(["path", "verdict", "probability", "top1", "top1_probability", "top2", "top3", "reason"])
+        self.writer.writerow(
+            ["path", "verdict", "probability", "evidence", "top1", "top1_probability", "top2", "top3", "reason"]
+        )
 
     def write(self, path: str, prediction: Prediction) -> None:
         first, *others = prediction.imagenet
@@ -135,7 +143,8 @@ class CsvOutput:
             [
                 path,
                 prediction.verdict,
-                f"{prediction.probability:.6f}",
+                "" if prediction.probability is None else f"{prediction.probability:.6f}",
+                f"{prediction.evidence:.6f}",
                 first.name,
                 f"{first.probability:.6f}",
                 *(label.name for label in others),

@@ -36,6 +36,10 @@ class Model(Protocol):
 
 
 EMOJI = {"chihuahua": "🐶", "muffin": "🍪", "neither": "🤷"}
+EVIDENCE_HELP = (
+    "Evidence: how much of ImageNet's probability lies on what the dataset's photos of the head's class look like "
+    "to ImageNet (the model card lists those classes). Too little, and the photo is neither."
+)
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -64,13 +68,18 @@ def shuffle_demo_photos() -> None:
 
 
 def show_prediction(prediction: Prediction, truth: str | None = None) -> None:
-    verdict = f"**{prediction.verdict}** {EMOJI.get(prediction.verdict, '')} {prediction.probability:.1%}"
+    # "neither" has no probability (the head knows two classes): it shows how little evidence there is instead.
+    shown = prediction.evidence if prediction.probability is None else prediction.probability
+    verdict = f"**{prediction.verdict}** {EMOJI.get(prediction.verdict, '')} {shown:.1%}"
+    if prediction.probability is None:
+        verdict += " evidence"
     if truth is not None:
         verdict += " ✅" if prediction.verdict == truth else f" ❌ (it is a {truth})"
     st.markdown(verdict)
     if prediction.reason:
         st.markdown(f"_{prediction.reason}_")
-    st.caption(" · ".join(f"{label.name} {label.probability:.0%}" for label in prediction.imagenet))
+    labels = " · ".join(f"{label.name} {label.probability:.0%}" for label in prediction.imagenet)
+    st.caption(f"ImageNet: {labels} · evidence {prediction.evidence:.0%}", help=EVIDENCE_HELP)
 
 
 def show_demo(classifier: Model) -> None:

@@ -168,8 +168,9 @@ class LabelOut(BaseModel):
 class PredictionOut(BaseModel):
     file: str
     verdict: str  # a class name ("muffin", "chihuahua") or "neither"
-    probability: float
+    probability: float | None  # the head's, of the verdict; null for "neither", which the head cannot judge
     imagenet: list[LabelOut]  # the top-3 ImageNet labels, most likely first
+    evidence: float  # ImageNet's probability on what the dataset's photos of the head's class look like
     reason: str | None = None  # why the verdict is "neither"
 
 

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,15 +60,24 @@ def test_the_onnx_engine_runs_where_the_os_has_no_affinity_mask(monkeypatch, lab
     assert prediction.verdict == labelled_photos[0][0]
 
 
-def test_both_engines_give_the_same_predictions_on_the_dataset(labelled_photos):
+def test_both_engines_give_the_same_predictions_on_the_dataset_and_on_pictures_that_are_neither(labelled_photos):
+    from sklearn.datasets import load_sample_images
+
+    from builders.neither import negative_photos
+
     onnx, keras = Classifier(engine="onnx"), Classifier(engine="keras")
-    batch = [images.decode(path.read_bytes(), onnx.input_size) for _, path in labelled_photos]
-    for ours, theirs in zip(onnx.predict(batch), keras.predict(batch), strict=True):
-        assert ours.verdict == theirs.verdict
-        assert [label.name for label in ours.imagenet] == [label.name for label in theirs.imagenet]
+    photos = [path.read_bytes() for _, path in labelled_photos] + list(negative_photos().values())
+    photos += [Path(path).read_bytes() for path in load_sample_images().filenames]
+    batch = [images.decode(data, onnx.input_size) for data in photos]
+    ours, theirs = onnx.predict(batch), keras.predict(batch)
+    assert sum(p.verdict == "neither" for p in ours) >= 20  # the pictures that are neither are judged too
+    for mine, other in zip(ours, theirs, strict=True):
+        assert (mine.verdict, mine.reason) == (other.verdict, other.reason)
+        assert (mine.probability is None) == (other.probability is None)
+        assert [label.name for label in mine.imagenet] == [label.name for label in other.imagenet]
         np.testing.assert_allclose(
-            [ours.probability, *(label.probability for label in ours.imagenet)],
-            [theirs.probability, *(label.probability for label in theirs.imagenet)],
+            [mine.probability or 0, mine.evidence, *(label.probability for label in mine.imagenet)],
+            [other.probability or 0, other.evidence, *(label.probability for label in other.imagenet)],
             atol=1e-4,
             strict=False,
         )

@@ -42,7 +42,7 @@ def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys
     for row in rows[1:]:
         path = row.split()[0]
         [expected] = classifier.predict([images.decode(Path(path).read_bytes(), classifier.input_size)])
-        assert row.split()[1:3] == [expected.verdict, f"{expected.probability:.1%}"]
+        assert row.split()[1:4] == [expected.verdict, f"{expected.probability:.1%}", f"{expected.evidence:.1%}"]
     assert "notes.jpg" in err and "not an image" in err and "readme.txt" not in out + err
 
 
@@ -55,8 +55,10 @@ def assert_same_prediction(shown: Prediction, expected: Prediction) -> None:
     """Same verdict, reason and labels; the same probabilities, within another session's rounding."""
     assert (shown.verdict, shown.reason) == (expected.verdict, expected.reason)
     assert [label.name for label in shown.imagenet] == [label.name for label in expected.imagenet]
-    probabilities = [expected.probability, *(label.probability for label in expected.imagenet)]
-    assert [shown.probability, *(label.probability for label in shown.imagenet)] == pytest.approx(probabilities)
+    assert (shown.probability is None) == (expected.probability is None)
+    probabilities = [expected.probability or 0, expected.evidence, *(label.probability for label in expected.imagenet)]
+    shown_probabilities = [shown.probability or 0, shown.evidence, *(label.probability for label in shown.imagenet)]
+    assert shown_probabilities == pytest.approx(probabilities)
 
 
 def test_predict_json_gives_one_object_per_line(photo_folder, capsys, classifier):
@@ -77,6 +79,7 @@ def test_predict_csv_has_a_header_and_a_row_per_photo(photo_folder, capsys, clas
         first, second, third = expected.imagenet
         assert row["verdict"] == expected.verdict and row["reason"] == (expected.reason or "")
         assert float(row["probability"]) == pytest.approx(expected.probability, abs=2e-6)
+        assert float(row["evidence"]) == pytest.approx(expected.evidence, abs=2e-6)
         assert [row["top1"], row["top2"], row["top3"]] == [first.name, second.name, third.name]
         assert float(row["top1_probability"]) == pytest.approx(first.probability, abs=2e-6)
 
@@ -86,7 +89,7 @@ def test_a_missing_file_is_reported_and_fails(tmp_path, capsys):
     assert main(["predict", str(path)]) == 1
     out, err = capsys.readouterr()
     assert err == f"muffin-v-chihuahua: skipped {path}: No such file or directory\n"
-    assert out.split() == ["photo", "verdict", "probability", "top", "ImageNet", "label"]  # the header, no rows
+    assert out.split() == ["photo", "verdict", "probability", "evidence", "top", "ImageNet", "label"]  # the header
 
 
 def test_a_file_over_the_size_limit_is_skipped(tmp_path, capsys):
@@ -117,16 +120,24 @@ def test_version(capsys):
     assert exit.value.code == 0 and __version__ in capsys.readouterr().out
 
 
-def test_neither_is_an_answer_not_an_error(tmp_path, capsys):
+def test_neither_is_an_answer_not_an_error_with_no_probability_but_its_evidence(tmp_path, capsys, classifier):
     from builders.neither import negative_photos
 
-    (tmp_path / "cat.png").write_bytes(negative_photos()["cat"])
-    assert main(["predict", "--json", str(tmp_path / "cat.png")]) == 0
+    cat = tmp_path / "cat.png"
+    cat.write_bytes(negative_photos()["cat"])
+    expected = expected_prediction(classifier, cat)
+    assert expected.verdict == "neither"
+    assert main(["predict", "--json", "--engine", classifier.engine, str(cat)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["verdict"] == "neither" and result["reason"].startswith("looks like a")
-    assert main(["predict", "--csv", str(tmp_path / "cat.png")]) == 0
+    assert result["probability"] is None
+    assert_same_prediction(Prediction.from_dict(result), expected)
+    assert main(["predict", "--csv", "--engine", classifier.engine, str(cat)]) == 0
     [row] = csv.DictReader(io.StringIO(capsys.readouterr().out))
-    assert row["verdict"] == "neither" and row["reason"]
+    assert (row["verdict"], row["probability"], row["reason"]) == ("neither", "", expected.reason)
+    assert float(row["evidence"]) == pytest.approx(expected.evidence, abs=2e-6)
+    assert main(["predict", "--engine", classifier.engine, str(cat)]) == 0
+    [_, line] = capsys.readouterr().out.splitlines()
+    assert line.split()[1:4] == ["neither", "–", f"{expected.evidence:.1%}"]
 
 
 def test_every_corpus_case_gets_a_verdict_or_is_reported_and_skipped(tmp_path, capsys):

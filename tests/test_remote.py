@@ -107,6 +107,17 @@ def test_remote_predictions_are_the_embedded_models(service, labelled_photos):
     assert client.predict([]) == []
 
 
+def test_a_neither_comes_back_with_no_probability_its_evidence_and_reason(service):
+    from builders.neither import negative_photos
+    from muffin_v_chihuahua.classifier import Classifier
+
+    client, local = remote.RemoteClassifier(service.url), Classifier("onnx")
+    array = images.decode(negative_photos()["cat"], client.input_size)
+    [far], [near] = client.predict([array]), local.predict([array])
+    assert (far.verdict, far.probability, far.reason) == ("neither", None, near.reason)
+    assert far.evidence == pytest.approx(near.evidence, abs=1e-6)
+
+
 def test_an_array_of_the_wrong_size_is_refused_before_it_is_sent(service):
     with pytest.raises(ValueError, match="shape"):
         remote.RemoteClassifier(service.url).predict([np.zeros((10, 10, 3), dtype=np.float32)])

@@ -143,6 +143,18 @@ def test_a_raw_image_body_gets_one_prediction(service, engine):
     assert body["engine"] == engine and body["model_sha256"] == CARD["files"][engine]["sha256"]
 
 
+def test_a_photo_that_is_neither_has_a_null_probability_its_evidence_and_the_reason(service, classifier):
+    from builders.neither import negative_photos
+
+    cat = negative_photos()["cat"]
+    status, body = post_image(service.url, cat, "image/png", filename="cat.png")
+    assert status == 200, body
+    [answered] = body["predictions"]
+    [own] = classifier.predict([images.decode(cat, classifier.input_size)])
+    assert (answered["verdict"], answered["probability"], answered["reason"]) == ("neither", None, own.reason)
+    assert answered["evidence"] == pytest.approx(own.evidence, abs=1e-6)
+
+
 def test_a_png_and_a_part_without_content_type_are_accepted(service):
     picture = Image.open(io.BytesIO(photo_bytes("muffin")))
     png = io.BytesIO()
