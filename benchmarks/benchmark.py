@@ -515,7 +515,7 @@ def cold_starts(app_venv: Path, dev_venv: Path) -> list[dict]:
                 rows.append({"what": what, "engine": engine, "venv": venv, "seconds": page[key], "runs": runs})
             rows.append({"what": PAGE, "engine": engine, "venv": venv, **page})
         browser.close()
-    if (ROOT / "muffin_v_chihuahua" / "service.py").exists():
+    if (ROOT / "muffin_v_chihuahua" / "service").is_dir():
         rows += [
             {
                 "what": "`serve`, to GET / 200",
@@ -526,7 +526,7 @@ def cold_starts(app_venv: Path, dev_venv: Path) -> list[dict]:
             for engine, runs in (("onnx", 3), ("keras", 2))
         ]
     else:
-        rows.append({"what": "`serve`: muffin_v_chihuahua/service.py does not exist yet, not measured"})
+        rows.append({"what": "`serve`: muffin_v_chihuahua/service/ does not exist yet, not measured"})
     return rows
 
 

@@ -154,9 +154,12 @@ def test_the_model_builder_stage_copies_every_runtime_module_the_builders_import
 def test_the_image_runs_the_code_in_this_tree(container):
     """No stale layer: the installed modules are this tree's (Buildah's cache once kept an old wheel)."""
     name, _ = container
-    installed = in_container(name, "sh", "-c", f"cd {PACKAGE_IN_IMAGE} && sha256sum *.py").stdout
+    listing = f"cd {PACKAGE_IN_IMAGE} && find . -name '*.py' -exec sha256sum {{}} +"
+    installed = in_container(name, "sh", "-c", listing).stdout
+    package = ROOT / "muffin_v_chihuahua"
     assert dict(reversed(line.split()) for line in installed.splitlines()) == {
-        path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (ROOT / "muffin_v_chihuahua").glob("*.py")
+        f"./{path.relative_to(package)}": hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in package.rglob("*.py")
     }
 
 

@@ -1,0 +1,13 @@
+"""The model as its own HTTP service (`muffin-v-chihuahua serve`, the [service] extra), one module per concern:
+
+settings.py   environment variables, checked once
+loading.py    the model, loaded once in a background thread
+bodies.py     request bodies read and refused as they arrive (413, 415, 422)
+schemas.py    the answers' shapes, for the OpenAPI schema
+app.py        the app factory, its routes, and run()
+"""
+
+from muffin_v_chihuahua.service.app import create_app, run
+from muffin_v_chihuahua.service.settings import ConfigurationError
+
+__all__ = ["ConfigurationError", "create_app", "run"]

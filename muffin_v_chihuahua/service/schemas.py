@@ -1,0 +1,73 @@
+"""What the service answers, as pydantic models: they make the OpenAPI schema (/openapi.json, /docs)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class Health(BaseModel):
+    status: str  # "ok"
+    app_version: str
+    backbone: str
+    engine: str
+    model_version: str
+    model_built_at: str | None = None
+    model_file: str
+    model_sha256: str  # of the model file the engine runs, checked against the card when it was loaded
+    input_size: list[int]  # (width, height)
+    class_names: list[str]
+    max_upload_mb: float
+    max_files: int
+
+
+class NotReady(BaseModel):
+    status: str  # "loading" or "failed"
+    detail: str
+
+
+class LabelOut(BaseModel):
+    name: str
+    probability: float
+
+
+class PredictionOut(BaseModel):
+    file: str
+    verdict: str  # a class name ("muffin", "chihuahua") or "neither"
+    probability: float | None  # the head's, of the verdict; null for "neither", which the head cannot judge
+    imagenet: list[LabelOut]  # the top-3 ImageNet labels, most likely first
+    evidence: float  # ImageNet's probability on what the dataset's photos of the head's class look like
+    reason: str | None = None  # why the verdict is "neither"
+
+
+class Predictions(BaseModel):
+    engine: str
+    model_sha256: str
+    predictions: list[PredictionOut]
+
+
+class FileError(BaseModel):
+    file: str | None
+    error: str
+
+
+class Problem(BaseModel):
+    detail: str
+    errors: list[FileError]
+
+
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                "required": ["files"],
+            }
+        },
+        **{
+            kind: {"schema": {"type": "string", "format": "binary"}}
+            for kind in ("image/jpeg", "image/png", "image/webp", "image/gif")
+        },
+    },
+}

@@ -1,0 +1,33 @@
+"""The service's settings: environment variables, checked once when the app is made."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# Per-image size limit in MB (default: the page's upload limit). It can only lower images.MAX_UPLOAD_MB,
+# above which the decoder itself refuses a file.
+MAX_UPLOAD_MB_VARIABLE = "MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB"
+# How many images one request may carry (default MAX_FILES); each is held in memory until it is decoded.
+MAX_FILES_VARIABLE = "MUFFIN_V_CHIHUAHUA_MAX_FILES"
+MAX_FILES = 16
+# FOR TESTS ONLY: seconds to sleep before loading the model, so that a test can watch the health check
+# answer 503 "loading" before 200 (loading the ONNX model alone takes well under a second).
+TEST_LOAD_DELAY_VARIABLE = "MUFFIN_V_CHIHUAHUA_TEST_LOAD_DELAY_SECONDS"
+
+
+class ConfigurationError(ValueError):
+    """A setting (environment variable) with a value the service cannot use; the message says which."""
+
+
+def setting(variable: str, kind: Callable[[str], T], default: T) -> T:
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigurationError(f"{variable}={value!r} is not a valid {kind.__name__}") from None
