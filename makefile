@@ -56,6 +56,7 @@ lock: $(VENV)/.installed ## refresh requirements/*.txt from setup.cfg and requir
 	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/app.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt --extra keras -o requirements/keras.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt --extra service -o requirements/service.txt setup.cfg
+	$(PIP_COMPILE) $(if $(filter 1,$(UPGRADE)),--upgrade) -o requirements/client.txt requirements/client.in
 
 lint: $(VENV)/.installed ## ruff (lint rules and formatting) and mypy, configured in pyproject.toml
 	$(VENV)/bin/ruff check .

@@ -12,7 +12,8 @@ from packaging.utils import canonicalize_name
 
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements"
 SETUP_CFG = REQUIREMENTS.parent / "setup.cfg"
-LOCKS = ("dev", "build", "app", "keras", "service")
+LOCKS = ("dev", "build", "app", "keras", "service")  # this project's roles: one version per package across them
+CLIENT_LOCK = "client"  # a third-party client's own venv, compiled alone (see requirements/client.in)
 # One pinned requirement and its hashes, as pip-compile writes it on backslash-continued lines.
 PINNED = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)(?: --hash=sha256:[0-9a-f]{64})+")
 # The build needs scikit-learn; Keras imports it whenever it is installed (+0.6 s start-up), so the runtime must not.
@@ -52,7 +53,7 @@ def input_requirements(name: str) -> list[Requirement]:
     return found
 
 
-@pytest.mark.parametrize("lock", LOCKS)
+@pytest.mark.parametrize("lock", [*LOCKS, CLIENT_LOCK])
 def test_every_line_pins_one_version_with_its_hashes(lock):
     listed = entries(lock)
     assert listed, f"{lock}.txt lists nothing"
@@ -85,6 +86,7 @@ def test_the_build_only_package_stays_out_of_the_runtime():
         ("service", setup_cfg_requirements("service")),
         ("build", input_requirements("build")),
         ("dev", setup_cfg_requirements("keras", "service") + input_requirements("dev")),
+        (CLIENT_LOCK, input_requirements(CLIENT_LOCK)),
     ],
 )
 def test_each_lock_pins_what_its_role_requires_within_range(lock, requirements):
