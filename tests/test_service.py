@@ -105,8 +105,28 @@ def test_openapi_schema_and_docs(service):
     status, schema = get(service.url + "/openapi.json")
     assert status == 200 and {"/", "/card", "/predict"} <= set(schema["paths"])
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
-    status, page = get(service.url + "/docs")
-    assert status == 200 and "swagger" in page.lower()
+
+
+def test_the_docs_page_renders_in_a_browser_that_reaches_nothing_but_the_service(service, browser):
+    """Every request the page makes outside the service is refused: Swagger UI must come from the service."""
+    page = browser.new_page()
+    outside = []
+
+    def only_the_service(route):
+        if route.request.url.startswith(service.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_service)
+    page.goto(service.url + "/docs")
+    title = page.locator(".swagger-ui .info .title")
+    title.wait_for(timeout=30_000)
+    assert title.inner_text().startswith("Muffin or chihuahua")
+    assert page.locator(".opblock-summary-path", has_text="/predict").count() >= 1  # the operations, from the schema
+    page.close()
+    assert outside == []
 
 
 # ----- predictions ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import anyio
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from muffin_v_chihuahua import __version__, cpus, engines, images
 from muffin_v_chihuahua.classifier import Classifier, Prediction
@@ -87,7 +88,9 @@ def create_app(
         threading.Thread(target=model.load, name="model-loader", daemon=True).start()
         yield
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc take their scripts from this service, not from a CDN that a
+    # machine without internet (or a locked-down cluster) cannot reach.
+    app = FastAPIOffline(
         title="Muffin or chihuahua",
         version=__version__,
         description="Tells a muffin from a chihuahua in a photo. `GET /` is the health check; `POST /predict` classifies images.",
