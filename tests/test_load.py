@@ -11,14 +11,18 @@ test-artifacts/load.json; no timing is asserted.
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import ROOT
 from tests.servers import ServiceProcess, get, multipart
@@ -177,4 +181,123 @@ def test_sixteen_clients_for_thirty_seconds_get_verdicts_while_the_health_check_
 
     assert outcomes and not errors, f"{len(errors)} of {len(outcomes)} requests failed, e.g. {errors[:5]}"
     assert len(checks) >= MIN_HEALTH_CHECKS and all(status == 200 for status, _ in checks), checks
+    assert "Traceback" not in log and " 500 " not in log
+
+
+# ----- memory under pressure: the largest requests, more at once than the workers can take ----------------
+
+HEAVY_CLIENTS = 24
+HEAVY_FILES = 16  # the service's default max_files
+HEAVY_FILE_MB = 9.0  # just under the default 10 MB per file
+HEAVY_TIMEOUT_SECONDS = 120.0
+MAX_PEAK_MIB = 1024
+
+
+def noise_jpeg(megabytes: float) -> bytes:
+    """A random-noise JPEG of about `megabytes` (noise does not compress), a few megapixels: far under the
+    decoder's 40 MP limit, so the service decodes it like any photo."""
+    rng = np.random.default_rng(14)
+    side = 1000
+    for _ in range(3):  # noise at quality 95 takes a nearly constant number of bytes per pixel
+        buffer = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(buffer, "JPEG", quality=95)
+        side = int(side * (megabytes * 1024 * 1024 / len(buffer.getvalue())) ** 0.5)
+    return buffer.getvalue()
+
+
+def peak_resident_mib(pid: int) -> float:
+    """VmHWM (the peak resident set) of the process `pid`, in MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    [line] = [line for line in status.splitlines() if line.startswith("VmHWM:")]
+    return int(line.split()[1]) / 1024  # kB
+
+
+def heavy_client(port: int, body: bytes, headers: dict, names: list[str], go: threading.Barrier) -> dict[str, Any]:
+    """One multipart request of HEAVY_FILES large images, sent whole before the answer is read (as requests
+    and httpx do); what came back: 200 with a verdict per file, 503 with Retry-After, or an error."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=HEAVY_TIMEOUT_SECONDS)
+    go.wait()
+    started = time.monotonic()
+    try:
+        connection.request("POST", "/predict", body, headers)
+        answer = connection.getresponse()
+        status, payload, retry_after = answer.status, answer.read(), answer.getheader("Retry-After")
+    except Exception as failure:
+        return {"outcome": "error", "error": f"{type(failure).__name__}: {failure}"}
+    finally:
+        connection.close()
+    seconds = time.monotonic() - started
+    try:
+        parsed = json.loads(payload)
+    except ValueError:
+        return {"outcome": "error", "error": f"{status}, not JSON: {payload[:300]!r}"}
+    if status == 200:
+        got = [(prediction["file"], prediction["verdict"] in VERDICTS) for prediction in parsed["predictions"]]
+        if got == [(name, True) for name in names]:
+            return {"outcome": 200, "seconds": seconds}
+    elif status == 503 and retry_after and retry_after.isdigit() and parsed.get("detail") and parsed.get("errors"):
+        return {"outcome": 503, "seconds": seconds}
+    return {"outcome": "error", "error": f"{status} Retry-After={retry_after}: {payload[:300]!r}"}
+
+
+def test_the_largest_requests_at_once_get_verdicts_or_503_and_memory_stays_bounded(tmp_path, capsys):
+    image = noise_jpeg(HEAVY_FILE_MB)
+    assert 0.95 * HEAVY_FILE_MB < len(image) / (1024 * 1024) <= HEAVY_FILE_MB * 1.05
+    names = [f"noise-{index}.jpg" for index in range(HEAVY_FILES)]
+    body, headers = multipart([("files", name, "image/jpeg", image) for name in names])
+
+    with ServiceProcess("onnx", log=tmp_path / "service.log") as service:
+        pid = service.process.pid
+        assert "muffin_v_chihuahua" in Path(f"/proc/{pid}/cmdline").read_bytes().decode()  # python itself, no shell
+        idle_mib = peak_resident_mib(pid)
+        results: list[dict[str, Any]] = [{} for _ in range(HEAVY_CLIENTS)]
+        checks: list[tuple[int | str, float]] = []
+        done = threading.Event()
+        go = threading.Barrier(HEAVY_CLIENTS)
+
+        def run(number: int) -> None:
+            results[number] = heavy_client(service.port, body, headers, names, go)
+
+        threads = [threading.Thread(target=run, args=(number,)) for number in range(HEAVY_CLIENTS)]
+        watcher = threading.Thread(target=health_checks, args=(service.url, done, checks), name="health")
+        watcher.start()
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join(HEAVY_TIMEOUT_SECONDS + 30)
+        finally:
+            elapsed = time.monotonic() - started
+            done.set()
+            watcher.join(HEALTH_TIMEOUT_SECONDS + 5)
+        assert not any(thread.is_alive() for thread in threads), "a client is still waiting for an answer"
+        peak_mib = peak_resident_mib(pid)
+        log = service.log()
+
+    outcomes = [result["outcome"] for result in results]
+    errors = [result["error"] for result in results if result["outcome"] == "error"]
+    figures = {
+        "clients": HEAVY_CLIENTS,
+        "files_per_request": HEAVY_FILES,
+        "file_mb": round(len(image) / (1024 * 1024), 2),
+        "answers_200": outcomes.count(200),
+        "answers_503": outcomes.count(503),
+        "errors": len(errors),
+        "elapsed_seconds": round(elapsed, 1),
+        "peak_resident_mib": round(peak_mib),
+        "idle_resident_mib": round(idle_mib),
+        "health_checks": len(checks),
+        "health_checks_200": sum(status == 200 for status, _ in checks),
+        "health_max_ms": milliseconds([seconds for _, seconds in checks] or [0], 100),
+    }
+    ARTIFACT.parent.mkdir(exist_ok=True)
+    (ARTIFACT.parent / "load-memory.json").write_text(json.dumps(figures, indent=2) + "\n")
+    with capsys.disabled():
+        print(f"\nload-memory: {figures}")
+
+    assert not errors, f"{len(errors)} of {HEAVY_CLIENTS} clients got no proper answer, e.g. {errors[:3]}"
+    assert outcomes.count(200) >= 1, figures
+    assert checks and all(status == 200 for status, _ in checks), checks
+    assert peak_mib <= MAX_PEAK_MIB, figures
     assert "Traceback" not in log and " 500 " not in log

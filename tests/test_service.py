@@ -354,6 +354,33 @@ def test_the_size_limit_is_set_by_an_environment_variable(tmp_path):
         assert_problem(post_files(small.url, [("big.jpg", photo)]), 413, "0.01 MB", file="big.jpg")
 
 
+def assert_busy(status: int, retry_after: str | None, body: dict) -> None:
+    """503 with Retry-After and the service's JSON error body."""
+    assert status == 503 and retry_after and retry_after.isdigit(), (status, retry_after, body)
+    assert "busy" in body["detail"] and body["errors"], body
+
+
+def test_requests_over_the_held_bytes_budget_get_503_with_retry_after_small_ones_200(tmp_path):
+    """A budget of 0.1 MB set by the environment: a request that declares more is refused before it is read,
+    a chunked one (no Content-Length) once more has arrived; a client that sends first reads the answer."""
+    photo = photo_bytes()
+    files = [(f"{i}.jpg", photo) for i in range(1 + int(0.1 * 1024 * 1024 / len(photo)))]
+    with ServiceProcess("onnx", env={"MUFFIN_V_CHIHUAHUA_MAX_HELD_MB": "0.1"}, log=tmp_path / "service.log") as small:
+        body, headers = multipart([("files", name, "image/jpeg", data) for name, data in files])
+        for chunked in (False, True):
+            connection = http.client.HTTPConnection("127.0.0.1", small.port, timeout=60)
+            parts = (body[i : i + 16384] for i in range(0, len(body), 16384)) if chunked else body
+            connection.request("POST", "/predict", parts, headers, encode_chunked=chunked)
+            answer = connection.getresponse()
+            assert_busy(answer.status, answer.getheader("Retry-After"), json.loads(answer.read()))
+            connection.close()
+        status, answer = post_files(small.url, [("small.jpg", photo)])
+        assert status == 200 and [p["file"] for p in answer["predictions"]] == ["small.jpg"], answer
+        assert get(small.url + "/")[0] == 200
+        log = small.log()
+    assert "Traceback" not in log and " 500 " not in log
+
+
 # ----- concurrency ------------------------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from fastapi_offline import FastAPIOffline
 
 from muffin_v_chihuahua import __version__, cpus, engines, images
 from muffin_v_chihuahua.classifier import Classifier, Prediction
+from muffin_v_chihuahua.service import admission
 from muffin_v_chihuahua.service.bodies import (
     ACCEPTED,
     MULTIPART_FIELDS,
@@ -47,6 +48,7 @@ from muffin_v_chihuahua.service.schemas import PREDICT_BODY, Health, NotReady, P
 from muffin_v_chihuahua.service.settings import (
     MAX_FILES,
     MAX_FILES_VARIABLE,
+    MAX_HELD_MB_VARIABLE,
     MAX_UPLOAD_MB_VARIABLE,
     TEST_LOAD_DELAY_VARIABLE,
     ConfigurationError,
@@ -97,6 +99,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.model = model
+    # Bodies are held until decoded: the bytes of all requests at once are bounded, past it 503 (admission.py).
+    request_limit = max_files * max_bytes + MULTIPART_OVERHEAD
+    held_mb = setting(MAX_HELD_MB_VARIABLE, float, admission.budget(request_limit, int(workers.total_tokens)) / 2**20)
+    if held_mb <= 0:
+        raise ConfigurationError(f"{MAX_HELD_MB_VARIABLE} must be more than 0 (MB), not {held_mb}")
+    admission.install(app, int(held_mb * 2**20), request_limit)
 
     def not_ready() -> JSONResponse:
         if model.error:
@@ -221,4 +229,17 @@ def run(app: FastAPI, host: str, port: int) -> None:
     """Serve `app` (see create_app) until interrupted: SIGINT or SIGTERM stop it gracefully."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=10,
+        # Memory is bounded by admission.py's budget (503 + Retry-After, the body drained), not by these:
+        # uvicorn's own 503 past limit_concurrency is plain text and does not read the body (a client that
+        # sends first sees a reset), so it is only a backstop against a flood of connections, far above the
+        # few requests the budget admits; each connection past the budget holds only uvicorn's 64 KB buffer.
+        limit_concurrency=256,  # connections plus tasks at once; idle keep-alive connections count
+        backlog=256,  # connections the kernel queues before accept (their bytes are the kernel's, not ours)
+        timeout_keep_alive=5,  # s: an idle keep-alive connection is closed soon, so idle ones do not fill the limit
+    )

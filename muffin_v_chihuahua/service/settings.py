@@ -14,6 +14,9 @@ MAX_UPLOAD_MB_VARIABLE = "MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB"
 # How many images one request may carry (default MAX_FILES); each is held in memory until it is decoded.
 MAX_FILES_VARIABLE = "MUFFIN_V_CHIHUAHUA_MAX_FILES"
 MAX_FILES = 16
+# How many MB of request bodies the service may hold at once (default: admission.budget(), room for the
+# largest requests the workers can process plus one waiting); a request that does not fit gets 503.
+MAX_HELD_MB_VARIABLE = "MUFFIN_V_CHIHUAHUA_MAX_HELD_MB"
 # FOR TESTS ONLY: seconds to sleep before loading the model, so that a test can watch the health check
 # answer 503 "loading" before 200 (loading the ONNX model alone takes well under a second).
 TEST_LOAD_DELAY_VARIABLE = "MUFFIN_V_CHIHUAHUA_TEST_LOAD_DELAY_SECONDS"

@@ -1,0 +1,169 @@
+"""Admission: how many request-body bytes the service may hold at once, so that memory stays bounded under load.
+
+A body is held whole until a worker decodes it, and uvicorn reads every connection's body at once: without a
+bound, 24 clients each sending 16 images of 9 MB held 4.5 GB. Here every request's body bytes are reserved
+from one budget: all of them up front when it declares a Content-Length, else as they arrive. A request that
+does not fit is refused early with 503, Retry-After and the service's JSON error body; its body is first read
+and dropped (so that a client that sends its whole body before reading, as requests and httpx do, reads the
+503 rather than a reset connection). The reservation is released when the request is done, whatever happened
+(an answer, an error, a client that went away).
+
+The default budget (budget()) is room for the requests the workers can process at once plus QUEUED more,
+each as large as the limits allow; MAX_HELD_MB_VARIABLE (settings.py) sets another.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from muffin_v_chihuahua.service.bodies import DISCARD_IDLE_SECONDS, BadInput
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+QUEUED = 1  # requests waiting, bodies read, for a worker: the next one starts without waiting for a body
+RETRY_AFTER_SECONDS = 1  # a request of the largest kind takes about a second of a worker
+
+
+def budget(request_limit: int, workers: int) -> int:
+    """The default budget in bytes: the largest requests the workers can process at once, plus QUEUED more."""
+    return (workers + QUEUED) * request_limit
+
+
+class Overloaded(BadInput):
+    """A request refused because its body would not fit in the budget: 503 with Retry-After."""
+
+    def __init__(self, held: int, budget: int):
+        mb = 1024 * 1024
+        super().__init__(
+            503,
+            [(None, f"the service is busy ({held / mb:.0f} of {budget / mb:.0f} MB of requests held): retry later")],
+        )
+
+
+class Admission:
+    """The bytes held at once, against the budget (thread-safe; reserve() never waits: it fits or it fails)."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, size: int) -> bool:
+        with self._lock:
+            if self.held + size > self.budget:
+                return False
+            self.held += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
+
+
+class AdmissionMiddleware:
+    """ASGI middleware: each request's body bytes reserved from `admission` (see the module's docstring).
+
+    A declared Content-Length over `request_limit` is not reserved up front: the app refuses it (413) before
+    reading a byte. Its bytes are still counted as they arrive, as a chunked body's are."""
+
+    def __init__(self, app: ASGIApp, admission: Admission, request_limit: int):
+        self.app, self.admission, self.request_limit = app, admission, request_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {name.lower(): value for name, value in scope["headers"]}
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        expects = headers.get(b"expect", b"").lower() == b"100-continue"
+        reserved = 0
+        try:
+            if declared.isdigit() and 0 < int(declared) <= self.request_limit:
+                if not self.admission.reserve(int(declared)):
+                    await self._drain(receive, expects, int(declared))
+                    await self._refuse(scope, send, Overloaded(self.admission.held, self.admission.budget))
+                    return
+                reserved = int(declared)
+            received, drained = 0, False
+
+            async def counted() -> Message:
+                """The app's receive: arriving bytes beyond the reservation are reserved, or it raises Overloaded
+                once the rest of the body is dropped (then it answers the body's end)."""
+                nonlocal received, reserved, drained
+                if drained:
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > reserved:
+                        if not self.admission.reserve(received - reserved):
+                            drained = True
+                            if message.get("more_body", False):
+                                await self._drain(receive, expects, self.request_limit)
+                            raise Overloaded(self.admission.held, self.admission.budget)
+                        reserved = received
+                return message
+
+            await self.app(scope, counted, send)
+        finally:
+            self.admission.release(reserved)
+
+    @staticmethod
+    async def _drain(receive: Receive, expects: bool, limit: int) -> None:
+        """Read the rest of a refused body and drop it, as bodies.discard_rest does: not when the client waits
+        for the answer first (Expect: 100-continue), nor past `limit` bytes, nor once it has been silent for
+        DISCARD_IDLE_SECONDS."""
+        if expects:
+            return
+        discarded = 0
+        try:
+            while discarded <= limit:
+                with anyio.fail_after(DISCARD_IDLE_SECONDS):
+                    message = await receive()
+                if message["type"] != "http.request":
+                    return
+                discarded += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+        except TimeoutError:
+            return
+
+    @staticmethod
+    async def _refuse(scope: Scope, send: Send, error: Overloaded) -> None:
+        async def nothing() -> Message:
+            return {"type": "http.disconnect"}
+
+        await answer(error)(scope, nothing, send)
+
+
+async def overloaded(request: Request, error: Exception) -> JSONResponse:
+    """The app's handler for Overloaded raised while a body is read."""
+    assert isinstance(error, Overloaded)
+    return answer(error)
+
+
+def answer(error: Overloaded) -> JSONResponse:
+    """The 503 answer: the service's JSON error body ({"detail", "errors"}) and Retry-After."""
+    errors = [{"file": name, "error": message} for name, message in error.errors]
+    detail = "; ".join(message for _, message in error.errors)
+    return JSONResponse(
+        {"detail": detail, "errors": errors}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+def install(app: FastAPI, held_bytes: int, request_limit: int) -> Admission:
+    """Bound the request bytes `app` holds at once to `held_bytes`; the Admission, for the health check's figures."""
+    admission = Admission(held_bytes)
+    app.add_middleware(AdmissionMiddleware, admission=admission, request_limit=request_limit)
+    app.add_exception_handler(Overloaded, overloaded)
+    return admission
