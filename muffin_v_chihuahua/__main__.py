@@ -174,8 +174,9 @@ def info(engine: str, model_dir: Path | None) -> int:
 SERVICE_MODULES = ("fastapi", "uvicorn", "python_multipart")
 
 
-def serve(host: str, port: int, engine: str) -> int:
-    """The model as an HTTP service (muffin_v_chihuahua.service); needs the [service] extra."""
+def serve(host: str, port: int, engine: str, model_dir: Path | None = None) -> int:
+    """The model as an HTTP service (muffin_v_chihuahua.service); needs the [service] extra. Exit status 1 when
+    the model fails to load (the service stops, so that a supervisor restarts it)."""
     import importlib.util
 
     missing = [name for name in SERVICE_MODULES if importlib.util.find_spec(name) is None]
@@ -189,11 +190,14 @@ def serve(host: str, port: int, engine: str) -> int:
     from muffin_v_chihuahua import service
 
     try:
-        app = service.create_app(engines.resolve(engine))
+        app = service.create_app(engines.resolve(engine), model_dir=model_dir)
     except service.ConfigurationError as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
         return 2
-    service.run(app, host, port)
+    failure = service.run(app, host, port)
+    if failure:
+        print(f"muffin-v-chihuahua: the model could not be loaded: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -229,6 +233,7 @@ def parser() -> argparse.ArgumentParser:
     http.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     http.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     http.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
+    http.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
     return top
 
 
@@ -241,7 +246,7 @@ def run_command(argv: list[str] | None) -> int:
     if args.command == "predict":
         return predict(args.paths, args.output, args.engine, args.model_dir)
     if args.command == "serve":
-        return serve(args.host, args.port, args.engine)
+        return serve(args.host, args.port, args.engine, args.model_dir)
     return info(args.engine, args.model_dir)
 
 

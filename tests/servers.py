@@ -154,9 +154,16 @@ class ServiceProcess:
     """
 
     def __init__(
-        self, engine: str = "onnx", port: int | None = None, env: dict[str, str] | None = None, log: Path | None = None
+        self,
+        engine: str = "onnx",
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        args: list[str] | None = None,
     ):
+        """args: more options for serve (e.g. ["--model-dir", folder])."""
         self.engine = engine
+        self.args = list(args or [])
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = clean_env(**(env or {}))
@@ -170,7 +177,17 @@ class ServiceProcess:
         self.predict_while_loading: tuple[int, Any] | None = None
 
     def start(self) -> ServiceProcess:
-        command = [sys.executable, "-m", "muffin_v_chihuahua", "serve", "--port", self.port, "--engine", self.engine]
+        command = [
+            sys.executable,
+            "-m",
+            "muffin_v_chihuahua",
+            "serve",
+            "--port",
+            self.port,
+            "--engine",
+            self.engine,
+            *self.args,
+        ]
         self.process = spawn(command, self.log_path, env=self.env)
         return self
 

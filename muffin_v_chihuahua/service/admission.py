@@ -53,14 +53,16 @@ class Overloaded(BadInput):
 class Admission:
     """The bytes held at once, against the budget (thread-safe; reserve() never waits: it fits or it fails)."""
 
-    def __init__(self, budget: int):
+    def __init__(self, budget: int, on_refused: Callable[[], None]):
         self.budget = budget
         self.held = 0
+        self.on_refused = on_refused  # e.g. a metric's count: observed, it decides nothing
         self._lock = threading.Lock()
 
     def reserve(self, size: int) -> bool:
         with self._lock:
             if self.held + size > self.budget:
+                self.on_refused()
                 return False
             self.held += size
             return True
@@ -161,9 +163,10 @@ def answer(error: Overloaded) -> JSONResponse:
     )
 
 
-def install(app: FastAPI, held_bytes: int, request_limit: int) -> Admission:
-    """Bound the request bytes `app` holds at once to `held_bytes`; the Admission, for the health check's figures."""
-    admission = Admission(held_bytes)
+def install(app: FastAPI, held_bytes: int, request_limit: int, on_refused: Callable[[], None]) -> Admission:
+    """Bound the request bytes `app` holds at once to `held_bytes`, calling on_refused for each request refused;
+    the Admission, for the health check's figures."""
+    admission = Admission(held_bytes, on_refused)
     app.add_middleware(AdmissionMiddleware, admission=admission, request_limit=request_limit)
     app.add_exception_handler(Overloaded, overloaded)
     return admission

@@ -1,6 +1,8 @@
 """The model as its own HTTP service: `muffin-v-chihuahua serve` (FastAPI on uvicorn, the [service] extra).
 
     GET  /          health: 200 with the model's identity once it is loaded, 503 {"status": "loading"} before
+    GET  /readyz    the same (readiness probe); GET /livez 200 whenever the process answers (liveness probe)
+    GET  /metrics   Prometheus metrics (metrics.py names them)
     GET  /card      the full model card
     POST /predict   images as multipart files (field `files`) or one image as the raw body -> verdicts
     GET  /docs      OpenAPI page (/openapi.json is the schema)
@@ -11,26 +13,31 @@ worker threads (never on the event loop), so a slow prediction never delays a he
 
 Bad input never gives a 5xx: too large -> 413, not an image -> 415, a damaged image -> 422, each with a
 JSON body naming the file and what is wrong.
+
+Every request is observed by one middleware (observing.py): an X-Request-ID, metrics, one log line. A model
+that fails to load makes run() stop the server, so that the process exits and a supervisor restarts it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from muffin_v_chihuahua import __version__, cpus, engines, images
 from muffin_v_chihuahua.classifier import Classifier, Prediction
-from muffin_v_chihuahua.service import admission
+from muffin_v_chihuahua.service import admission, observing
 from muffin_v_chihuahua.service.bodies import (
     ACCEPTED,
     MULTIPART_FIELDS,
@@ -44,8 +51,11 @@ from muffin_v_chihuahua.service.bodies import (
     read_multipart,
 )
 from muffin_v_chihuahua.service.loading import Model
+from muffin_v_chihuahua.service.metrics import Metrics
 from muffin_v_chihuahua.service.schemas import PREDICT_BODY, Health, NotReady, Predictions, Problem
 from muffin_v_chihuahua.service.settings import (
+    LOG_FORMAT_VARIABLE,
+    LOG_FORMATS,
     MAX_FILES,
     MAX_FILES_VARIABLE,
     MAX_HELD_MB_VARIABLE,
@@ -62,6 +72,8 @@ def create_app(
     max_upload_mb: float | None = None,
     max_files: int | None = None,
     load_delay: float | None = None,
+    model_dir: Path | None = None,
+    log_format: str | None = None,
 ) -> FastAPI:
     """The service; unset arguments come from the environment (see the *_VARIABLE names above)."""
     engine = engine or os.environ.get(engines.ENGINE_VARIABLE, "auto")
@@ -77,8 +89,14 @@ def create_app(
         raise ConfigurationError(f"{MAX_FILES_VARIABLE} must be at least 1, not {max_files}")
     if load_delay is None:
         load_delay = setting(TEST_LOAD_DELAY_VARIABLE, float, 0.0)
+    if log_format is None:
+        log_format = setting(LOG_FORMAT_VARIABLE, str, "text").lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigurationError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    observing.configure(log_format)
     max_bytes = int(max_upload_mb * 1024 * 1024)
-    model = Model(engine, load_delay)
+    model = Model(engine, load_delay, model_dir)
+    metrics = Metrics(lambda: {**model.identity} if model.classifier is not None else None, __version__)
     # Inference and decoding run in worker threads, as many at once as this process has cores: more only
     # share the same cores (each ONNX Runtime call already uses them all) and hold more images. Measured on
     # 2 cores, 8 clients: 1 at once 24 req/s, 2 at once 32 req/s, 4 at once 28 req/s with twice the p99.
@@ -104,7 +122,9 @@ def create_app(
     held_mb = setting(MAX_HELD_MB_VARIABLE, float, admission.budget(request_limit, int(workers.total_tokens)) / 2**20)
     if held_mb <= 0:
         raise ConfigurationError(f"{MAX_HELD_MB_VARIABLE} must be more than 0 (MB), not {held_mb}")
-    admission.install(app, int(held_mb * 2**20), request_limit)
+    admission.install(app, int(held_mb * 2**20), request_limit, lambda: metrics.refused("memory budget"))
+    app.state.metrics = metrics
+    app.add_middleware(observing.Observe, metrics=metrics)
 
     def not_ready() -> JSONResponse:
         if model.error:
@@ -138,6 +158,27 @@ def create_app(
             "max_files": max_files,
         }
 
+    # ----- probes and metrics (for orchestrators and Prometheus) -----
+    @app.get("/livez")
+    async def livez() -> dict[str, str]:
+        """The liveness probe: 200 whenever the process can answer, model loaded or not."""
+        return {"status": "alive"}
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        responses={503: {"model": NotReady, "description": "the model is not loaded (yet), or failed to load"}},
+    )
+    async def readyz() -> dict[str, Any] | JSONResponse:
+        """The readiness probe, as `GET /`: 200 once the model answers, 503 while it loads or if it failed."""
+        return await health()
+
+    @app.get("/metrics", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics, in its text format."""
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    # ----- the model -----
     @app.get("/card", response_model=None, responses={503: {"model": NotReady}})
     async def card() -> dict[str, Any] | JSONResponse:
         """The full model card (as built with the model), for front ends that show it."""
@@ -191,7 +232,9 @@ def create_app(
             raise
         for upload in uploads:
             check_type(upload)
-        predictions = await anyio.to_thread.run_sync(_classify, classifier, uploads, limiter=workers)
+        predictions = await anyio.to_thread.run_sync(_classify, classifier, uploads, metrics.inferred, limiter=workers)
+        metrics.predicted(prediction.verdict for prediction in predictions)
+        observing.note(request, (prediction.verdict for prediction in predictions))
         return {
             "engine": model.identity["engine"],
             "model_sha256": model.identity["model_sha256"],
@@ -208,7 +251,7 @@ def create_app(
 STATUS_BY_KIND = {"not-an-image": 415, "too-large": 413, "empty": 422, "corrupt": 422, "too-many-pixels": 422}
 
 
-def _classify(classifier: Classifier, uploads: list[Upload]) -> list[Prediction]:
+def _classify(classifier: Classifier, uploads: list[Upload], inferred: Callable[[float], None]) -> list[Prediction]:
     """In a worker thread: decode every upload (all of them, so that every bad file is named), then predict."""
     arrays: list[np.ndarray] = []
     errors: list[tuple[str | None, str]] = []
@@ -222,18 +265,24 @@ def _classify(classifier: Classifier, uploads: list[Upload]) -> list[Prediction]
         upload.data = b""  # the decoded array is all that is needed from here on
     if errors:
         raise BadInput(STATUS_BY_KIND[kinds[0]], errors)  # the first bad file's status
-    return classifier.predict(arrays)
+    started = time.perf_counter()
+    predictions = classifier.predict(arrays)
+    inferred(time.perf_counter() - started)
+    return predictions
 
 
-def run(app: FastAPI, host: str, port: int) -> None:
-    """Serve `app` (see create_app) until interrupted: SIGINT or SIGTERM stop it gracefully."""
+def run(app: FastAPI, host: str, port: int) -> str | None:
+    """Serve `app` (see create_app) until interrupted (SIGINT or SIGTERM stop it gracefully) or until its model
+    fails to load; returns why the model failed, or None."""
     import uvicorn
 
-    uvicorn.run(
+    # Our middleware logs one line per request: uvicorn's access log would say the same again.
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level="info",
+        access_log=False,
         timeout_graceful_shutdown=10,
         # Memory is bounded by admission.py's budget (503 + Retry-After, the body drained), not by these:
         # uvicorn's own 503 past limit_concurrency is plain text and does not read the body (a client that
@@ -243,3 +292,15 @@ def run(app: FastAPI, host: str, port: int) -> None:
         backlog=256,  # connections the kernel queues before accept (their bytes are the kernel's, not ours)
         timeout_keep_alive=5,  # s: an idle keep-alive connection is closed soon, so idle ones do not fill the limit
     )
+    server = uvicorn.Server(config)
+    model: Model = app.state.model
+
+    def stop_if_the_model_fails() -> None:
+        model.done.wait()
+        if model.error:
+            logging.getLogger("uvicorn.error").error("the model could not be loaded, stopping: %s", model.error)
+            server.should_exit = True
+
+    threading.Thread(target=stop_if_the_model_fails, name="model-watcher", daemon=True).start()
+    server.run()
+    return model.error

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,13 +19,15 @@ log = logging.getLogger("uvicorn.error")  # uvicorn's configured logger: our lin
 class Model:
     """The Classifier and its identity, filled in by a background thread; `classifier` is None until then."""
 
-    def __init__(self, engine: str, load_delay: float = 0.0):
+    def __init__(self, engine: str, load_delay: float = 0.0, model_dir: Path | None = None):
         self.requested_engine = engine
+        self.model_dir = model_dir
         self.load_delay = load_delay
         self.classifier: Classifier | None = None
         self.identity: dict[str, Any] = {}
         self.error: str | None = None
         self.started = time.monotonic()
+        self.done = threading.Event()  # set once the load has succeeded or failed (see `error`)
 
     def load(self) -> None:
         try:
@@ -32,7 +36,7 @@ class Model:
                     "%s=%s: waiting before loading the model (tests only)", TEST_LOAD_DELAY_VARIABLE, self.load_delay
                 )
                 time.sleep(self.load_delay)
-            classifier = Classifier(engine=self.requested_engine)
+            classifier = Classifier(engine=self.requested_engine, model_dir=self.model_dir)
             # One prediction before the health check turns 200: the model answers (and the keras engine's
             # tf.function is traced now, not on a client's first request).
             width, height = classifier.input_size
@@ -51,6 +55,8 @@ class Model:
             }
             self.classifier = classifier  # last: from here on requests are served
             log.info("model loaded in %.1f s: %s", time.monotonic() - self.started, self.identity)
-        except Exception as error:  # reported by the health check, which stays 503
+        except Exception as error:  # reported by the health check (503 "failed"); run() then stops the server
             self.error = f"{type(error).__name__}: {error}"
             log.exception("the model could not be loaded")
+        finally:
+            self.done.set()

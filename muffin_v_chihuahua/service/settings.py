@@ -34,3 +34,9 @@ def setting(variable: str, kind: Callable[[str], T], default: T) -> T:
         return kind(value)
     except ValueError:
         raise ConfigurationError(f"{variable}={value!r} is not a valid {kind.__name__}") from None
+
+
+# How the service logs its one line per request: "json" (one JSON object a line, for log collectors) or
+# "text" (readable; the default).
+LOG_FORMAT_VARIABLE = "MUFFIN_V_CHIHUAHUA_LOG_FORMAT"
+LOG_FORMATS = ("text", "json")
