@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 
 from muffin_v_chihuahua import __version__, cpus, engines, images
 from muffin_v_chihuahua.classifier import Classifier, Prediction
+from muffin_v_chihuahua.service import inference_protocol
 from muffin_v_chihuahua.service.bodies import (
     ACCEPTED,
     MULTIPART_FIELDS,
@@ -190,6 +191,7 @@ def create_app(
             ],
         }
 
+    app.include_router(inference_protocol.router(model, max_bytes=max_bytes, max_files=max_files, workers=workers))
     return app
 
 
