@@ -83,12 +83,13 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
-def make_venv(folder: Path, wheel: Path, lock: str) -> Path:
-    """A fresh venv holding only the wheel and the dependencies of requirements/<lock>.txt (app, keras)."""
+def make_venv(folder: Path, wheel: Path | None, lock: str) -> Path:
+    """A fresh venv holding only the wheel (if any) and the dependencies of requirements/<lock>.txt."""
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
     pip = [folder / "bin" / "pip", "install", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "--require-hashes", "-r", ROOT / "requirements" / f"{lock}.txt"], check=True)
-    subprocess.run([*pip, "--no-deps", wheel], check=True)
+    if wheel is not None:
+        subprocess.run([*pip, "--no-deps", wheel], check=True)
     return folder
 
 
@@ -102,6 +103,12 @@ def app_venv(tmp_path_factory, wheel) -> Path:
 def keras_venv(tmp_path_factory, wheel) -> Path:
     """The install with the [keras] extra: the .h5 in TensorFlow, as the seed ran it."""
     return make_venv(tmp_path_factory.mktemp("venv-keras"), wheel, "keras")
+
+
+@pytest.fixture(scope="session")
+def client_venv(tmp_path_factory) -> Path:
+    """Triton's HTTP client (requirements/client.txt) alone, as on a client's machine: not our wheel."""
+    return make_venv(tmp_path_factory.mktemp("venv-client"), None, "client")
 
 
 @pytest.fixture(scope="session")

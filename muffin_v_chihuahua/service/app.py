@@ -37,7 +37,7 @@ from fastapi_offline import FastAPIOffline
 
 from muffin_v_chihuahua import __version__, cpus, engines, images
 from muffin_v_chihuahua.classifier import Classifier, Prediction
-from muffin_v_chihuahua.service import admission, observing
+from muffin_v_chihuahua.service import admission, inference_protocol, observing
 from muffin_v_chihuahua.service.bodies import (
     ACCEPTED,
     MULTIPART_FIELDS,
@@ -244,6 +244,7 @@ def create_app(
             ],
         }
 
+    app.include_router(inference_protocol.router(model, max_bytes=max_bytes, max_files=max_files, workers=workers))
     return app
 
 
