@@ -837,6 +837,32 @@ def targets(digests: dict, cold: list[dict]) -> list[list]:
     return rows
 
 
+def pressure_peak() -> str:
+    """The service's peak resident memory under the load test's pressure scenario (24 requests of 16 x 9 MB at
+    once), run as that test (tests/test_load.py) so that both measure the very same thing."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/test_load.py",
+            "-k",
+            "largest_requests",
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    figures = json.loads((ROOT / "test-artifacts" / "load-memory.json").read_text())
+    return (
+        f"{figures['peak_resident_mib']} MiB (idle {figures['idle_resident_mib']} MiB; {figures['answers_200']} "
+        f"answered 200, {figures['answers_503']} told 503 + Retry-After, {figures['errors']} errors)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["worker"]:
@@ -869,6 +895,7 @@ def main(argv: list[str] | None = None) -> int:
         ["installed venv, keras engine (the wheel with [keras])", f"{du_mb(KERAS_VENV):.0f} MB"],
         ["wheel", f"{args.wheel.stat().st_size / 1e6:.1f} MB"],
         ["app image above its base", image_size()],
+        ["`serve` peak resident memory, 24 requests of 16 images of 9 MB at once", pressure_peak()],
     ]
     loads.append(tuple(round(load, 1) for load in os.getloadavg()))
     report = render(machine(), measured, cold, sizes, loads, time.monotonic() - started, notes)

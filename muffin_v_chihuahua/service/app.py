@@ -24,19 +24,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
-import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from muffin_v_chihuahua import __version__, cpus, engines, images
-from muffin_v_chihuahua.classifier import Classifier, Prediction
 from muffin_v_chihuahua.service import admission, inference_protocol, observing
 from muffin_v_chihuahua.service.bodies import (
     ACCEPTED,
@@ -50,6 +48,7 @@ from muffin_v_chihuahua.service.bodies import (
     read_body,
     read_multipart,
 )
+from muffin_v_chihuahua.service.inference import Undecodable, classify
 from muffin_v_chihuahua.service.loading import Model
 from muffin_v_chihuahua.service.metrics import Metrics
 from muffin_v_chihuahua.service.schemas import PREDICT_BODY, Health, NotReady, Predictions, Problem
@@ -232,7 +231,13 @@ def create_app(
             raise
         for upload in uploads:
             check_type(upload)
-        predictions = await anyio.to_thread.run_sync(_classify, classifier, uploads, metrics.inferred, limiter=workers)
+        try:
+            predictions = await anyio.to_thread.run_sync(
+                classify, classifier, uploads, metrics.inferred, limiter=workers
+            )
+        except Undecodable as undecodable:
+            status = STATUS_BY_KIND[undecodable.errors[0][1].kind]  # the first bad file's
+            raise BadInput(status, [(name, str(error)) for name, error in undecodable.errors]) from None
         metrics.predicted(prediction.verdict for prediction in predictions)
         observing.note(request, (prediction.verdict for prediction in predictions))
         return {
@@ -244,32 +249,14 @@ def create_app(
             ],
         }
 
-    app.include_router(inference_protocol.router(model, max_bytes=max_bytes, max_files=max_files, workers=workers))
+    app.include_router(
+        inference_protocol.router(model, metrics, max_bytes=max_bytes, max_files=max_files, workers=workers)
+    )
     return app
 
 
 # Not an image at all: 415. Empty, truncated, corrupt or too many pixels: 422.
 STATUS_BY_KIND = {"not-an-image": 415, "too-large": 413, "empty": 422, "corrupt": 422, "too-many-pixels": 422}
-
-
-def _classify(classifier: Classifier, uploads: list[Upload], inferred: Callable[[float], None]) -> list[Prediction]:
-    """In a worker thread: decode every upload (all of them, so that every bad file is named), then predict."""
-    arrays: list[np.ndarray] = []
-    errors: list[tuple[str | None, str]] = []
-    kinds: list[str] = []
-    for upload in uploads:
-        try:
-            arrays.append(images.to_array(images.open_rgb(upload.data), classifier.input_size))
-        except images.ImageError as error:
-            errors.append((upload.name, str(error)))
-            kinds.append(error.kind)
-        upload.data = b""  # the decoded array is all that is needed from here on
-    if errors:
-        raise BadInput(STATUS_BY_KIND[kinds[0]], errors)  # the first bad file's status
-    started = time.perf_counter()
-    predictions = classifier.predict(arrays)
-    inferred(time.perf_counter() - started)
-    return predictions
 
 
 def run(app: FastAPI, host: str, port: int) -> str | None:

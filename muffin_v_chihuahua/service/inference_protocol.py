@@ -38,10 +38,13 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from muffin_v_chihuahua import __version__, images
-from muffin_v_chihuahua.classifier import TOP_LABELS, Classifier, Prediction
-from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD, discard_rest
+from muffin_v_chihuahua import __version__
+from muffin_v_chihuahua.classifier import TOP_LABELS, Prediction
+from muffin_v_chihuahua.service import observing
+from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD, Upload, discard_rest
+from muffin_v_chihuahua.service.inference import Undecodable, classify
 from muffin_v_chihuahua.service.loading import Model
+from muffin_v_chihuahua.service.metrics import Metrics
 
 MODEL_NAME = "muffin-v-chihuahua"
 SERVER_NAME = "muffin-v-chihuahua"
@@ -90,7 +93,9 @@ def _megabytes(limit: int) -> str:
     return f"{limit / (1024 * 1024):.3g} MB"
 
 
-def router(model: Model, *, max_bytes: int, max_files: int, workers: anyio.CapacityLimiter) -> APIRouter:
+def router(
+    model: Model, metrics: Metrics, *, max_bytes: int, max_files: int, workers: anyio.CapacityLimiter
+) -> APIRouter:
     """The protocol's routes for `model`, with /predict's limits: `max_bytes` per image, `max_files` per request."""
     routes = APIRouter(tags=["Open Inference Protocol (KServe v2)"])
     # base64 makes an image a third larger; the JSON around the images is at most HEADER_LIMIT.
@@ -167,10 +172,17 @@ def router(model: Model, *, max_bytes: int, max_files: int, workers: anyio.Capac
         try:
             header, blobs = await _read_request(request, body_limit)
             data, outputs, binary = _parse(header, blobs, max_bytes, max_files)
-            predictions = await anyio.to_thread.run_sync(_classify, classifier, data, limiter=workers)
+            uploads = [Upload(f"{INPUT}[{index}]", "", element) for index, element in enumerate(data)]
+            predictions = await anyio.to_thread.run_sync(
+                classify, classifier, uploads, metrics.inferred, limiter=workers
+            )
+        except Undecodable as undecodable:
+            return error(400, str(undecodable))
         except ProtocolError as refused:
             await discard_rest(request, 2 * body_limit)
             return error(refused.status, refused.message)
+        metrics.predicted(prediction.verdict for prediction in predictions)
+        observing.note(request, (prediction.verdict for prediction in predictions))
         answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": classifier.card["version"]}
         if isinstance(header.get("id"), str):
             answer["id"] = header["id"]
@@ -341,19 +353,6 @@ def _requested(header: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
             names.append(name)
         binary[name] = choice
     return names, binary
-
-
-def _classify(classifier: Classifier, data: list[bytes]) -> list[Prediction]:
-    """In a worker thread: decode every image (all of them, so that every bad one is named), then predict."""
-    arrays, errors = [], []
-    for index, element in enumerate(data):
-        try:
-            arrays.append(images.decode(element, classifier.input_size))
-        except images.ImageError as problem:
-            errors.append(f"{INPUT}[{index}]: {problem}")
-    if errors:
-        raise ProtocolError(400, "; ".join(errors))
-    return classifier.predict(arrays)
 
 
 def _outputs(

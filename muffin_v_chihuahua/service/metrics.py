@@ -8,7 +8,7 @@ they never decide: nothing here refuses, waits or changes an answer.
     muffin_v_chihuahua_http_requests_in_flight                         requests being answered now
     muffin_v_chihuahua_requests_refused_total{reason}                  requests refused for capacity
     muffin_v_chihuahua_inference_duration_seconds                      time the model takes per batch (histogram)
-    muffin_v_chihuahua_images_per_request                              images in each POST /predict (histogram)
+    muffin_v_chihuahua_images_per_request                              images in each prediction request (histogram)
     muffin_v_chihuahua_verdicts_total{verdict}                         verdicts given: muffin, chihuahua, neither
     muffin_v_chihuahua_model_info{backbone,engine,model_version,model_sha256,app_version}  1 once loaded
 
@@ -85,7 +85,7 @@ class Metrics:
         )
         self.images = Histogram(
             PREFIX + "images_per_request",
-            "images in each POST /predict request that reached the model",
+            "images in each prediction request (POST /predict, /v2 infer) that reached the model",
             buckets=IMAGE_BUCKETS,
             registry=registry,
         )
@@ -106,7 +106,7 @@ class Metrics:
         self.inference_duration.observe(seconds)
 
     def predicted(self, verdicts: Iterable[str]) -> None:
-        """One POST /predict's verdicts, in order: its image count and each verdict."""
+        """One prediction request's verdicts, in order: its image count and each verdict."""
         verdicts = list(verdicts)
         self.images.observe(len(verdicts))
         for verdict in verdicts:
