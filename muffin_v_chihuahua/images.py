@@ -35,7 +35,7 @@ def check_size(size: int) -> None:
         raise ImageError("too-large", f"the file is larger than {MAX_UPLOAD_MB} MB")
 
 
-def open_rgb(data: bytes) -> Image.Image:
+def open_rgb(data: bytes | bytearray) -> Image.Image:
     """Decode image bytes to an upright 8-bit RGB picture (first frame of an animation)."""
     if not data:
         raise ImageError("empty", "the file is empty")
@@ -71,12 +71,12 @@ def to_array(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
-def decode(data: bytes, size: tuple[int, int]) -> np.ndarray:
+def decode(data: bytes | bytearray, size: tuple[int, int]) -> np.ndarray:
     """Image bytes -> the model's input array."""
     return to_array(open_rgb(data), size)
 
 
-def _kind_from_signature(data: bytes) -> str | None:
+def _kind_from_signature(data: bytes | bytearray) -> str | None:
     """The format a file's first bytes claim, to tell a damaged photo from something else."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "WEBP"

@@ -50,7 +50,7 @@ class BadInput(Exception):
 class Upload:
     name: str
     content_type: str
-    data: bytes
+    data: bytes | bytearray  # a multipart part's own buffer, not a copy: a 9 MB file is held once
 
 
 def media_type(header: str) -> str:
@@ -152,7 +152,7 @@ async def read_multipart(request: Request, file_limit: int, max_files: int) -> l
         if part["is_file"]:
             name = part["filename"] or f"{part['name']}[{len(uploads)}]"
             kind = media_type(part["headers"].get(b"content-type", b"").decode("latin-1"))
-            uploads.append(Upload(name, kind, bytes(part["data"])))
+            uploads.append(Upload(name, kind, part["data"]))  # the next part gets a new buffer
 
     callbacks: MultipartCallbacks = {
         "on_part_begin": on_part_begin,
