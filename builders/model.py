@@ -5,7 +5,8 @@
 The saved model is made of built-in Keras layers only (loading it runs no custom code). Input: RGB
 0..255 at the backbone's size (preprocessing is inside). Outputs, in order: the 1000 ImageNet
 probabilities and the [chihuahua, muffin] probabilities. The .onnx is the same model for ONNX
-Runtime; the build stops unless both files give the same verdicts on every photo.
+Runtime; the build stops unless both files give the same verdicts on every photo. Beside it, the int8 model
+(builders/quantize.py), kept only when it gives the float32 verdicts on every dataset photo and sample picture.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from builders import backbones, neither
+from builders import backbones, neither, quantize
 from builders.data import LABELS, dataset_digest, read_checksums, sha256_of, verify
-from muffin_v_chihuahua import __version__, images
+from muffin_v_chihuahua import __version__, engines, images
+from muffin_v_chihuahua.evidence import EvidenceRule
 
 MODEL_FILE = "muffin_v_chihuahua.h5"
 ONNX_FILE = "muffin_v_chihuahua.onnx"
@@ -128,7 +130,7 @@ def check_agreement(h5_path: Path, onnx_path: Path, photos: np.ndarray) -> dict[
 def library_versions() -> dict[str, str]:
     return {
         name: importlib.metadata.version(name)
-        for name in ("tensorflow-cpu", "keras", "tf2onnx", "numpy", "Pillow", "scikit-learn")
+        for name in ("tensorflow-cpu", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy", "Pillow", "scikit-learn")
     }
 
 
@@ -170,6 +172,22 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
     print(
         f"model: .h5 and .onnx agree on {len(photos)} photos (largest difference {agreement['max_probability_difference']:.1e})"
     )
+    negatives = neither.negative_photos()
+    int8 = quantize.build(
+        onnx_path,
+        {
+            "dataset": (photo_names, photos),
+            "negatives": (list(negatives), np.stack([images.decode(data, size) for data in negatives.values()])),
+        },
+        ["imagenet", "verdict"],
+        EvidenceRule.from_card(neither_rule, imagenet_names),
+        LABELS,
+    )
+    gates = int8["quantization"]["gates"]
+    print(
+        f"model: int8 {int8['file']['file']} ({int8['file']['bytes'] / 1e6:.1f} MB) gives the float32 verdicts on "
+        f"{gates['dataset']['photos']} dataset photos and {gates['negatives']['photos']} sample pictures"
+    )
     (out_dir / CLASS_NAMES_FILE).write_text(json.dumps(imagenet_names, indent=0))
     card = {
         "name": "muffin-v-chihuahua",
@@ -183,8 +201,10 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         "files": {
             engine: {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size}
             for engine, path in (("keras", model_path), ("onnx", onnx_path))
-        },
+        }
+        | {engines.MODEL_FILES["onnx"]["int8"]: int8["file"]},
         "agreement": agreement,
+        "quantization": int8["quantization"],
         "neither": neither_rule,
         "imagenet_class_names": CLASS_NAMES_FILE,
         "head": {
@@ -211,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         build(args.backbone, args.data, args.out)
-    except (backbones.BackboneUnavailable, AgreementError) as error:
+    except (backbones.BackboneUnavailable, AgreementError, quantize.GateError) as error:
         print(f"model: {error}", file=sys.stderr)
         return 1
     return 0

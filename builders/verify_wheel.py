@@ -23,7 +23,7 @@ def verify(wheel: Path) -> list[str]:
         names = set(archive.namelist())
         card = json.loads(archive.read(f"{PACKAGE}/model/card.json"))
         problems = []
-        for engine, model in card["files"].items():
+        for engine, model in card["files"].items():  # every engine and precision: keras, onnx, onnx-int8
             member = f"{PACKAGE}/model/{model['file']}"
             if member not in names:
                 problems.append(f"{member} ({engine} model) is missing")

@@ -1,0 +1,188 @@
+"""The float32 .onnx -> a static int8 QDQ .onnx beside it, gated against the float32 model.
+
+ONNX Runtime's own tools: quant_pre_process (shape inference and graph clean-up), then quantize_static in the
+QDQ format with per-channel int8 weights and int8 activations whose ranges are calibrated on the dataset
+photos, decoded exactly as the app decodes them. The int8 model is kept only when it gives the float32 model's
+verdicts (the head's class and the "neither" rule, as Classifier computes them) on every dataset photo and every
+sample picture the rule was calibrated on; otherwise GateError stops the build.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import onnxruntime
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+
+from builders.data import sha256_of
+from muffin_v_chihuahua.engines import OnnxEngine
+from muffin_v_chihuahua.evidence import EvidenceRule
+
+INT8_FILE = "muffin_v_chihuahua.int8.onnx"
+CALIBRATION_METHOD = CalibrationMethod.MinMax  # Percentile (99.999) and uint8 activations gained nothing here
+GATED_OUTPUTS = ("imagenet", "verdict")  # the outputs the verdicts come from; any other is compared and recorded
+BATCH = 16
+
+
+class GateError(RuntimeError):
+    """The int8 model does not give the float32 model's verdicts; the message names the photos."""
+
+
+def kept_in_float(model: onnx.ModelProto) -> list[str]:
+    """The nodes left in float32: the first and last convolutions (the stem, whose input is the photo, and the
+    1280-channel head the pooled features come from) and the two softmaxes (int8 probabilities would be steps
+    of 1/255). With every node quantized, 3 dataset muffins' evidence fell below the "neither" threshold and the
+    top ImageNet label changed on 27 % of the photos; keeping these four, under 8 % of the multiply-adds, keeps
+    every verdict (the card's gates record what remains)."""
+    convolutions = [node.name for node in model.graph.node if node.op_type == "Conv"]
+    softmaxes = [node.name for node in model.graph.node if node.op_type == "Softmax"]
+    return [convolutions[0], convolutions[-1], *softmaxes]
+
+
+class _Photos(CalibrationDataReader):
+    """One photo at a time: the calibrator collects each activation's range over all of them."""
+
+    def __init__(self, input_name: str, photos: npt.NDArray[np.float32]) -> None:
+        self._batches: Iterator[npt.NDArray[np.float32]] = iter(photos[i : i + 1] for i in range(len(photos)))
+        self._input = input_name
+
+    def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {self._input: batch}
+
+
+def quantize(float_path: Path, int8_path: Path, calibration: npt.NDArray[np.float32]) -> dict[str, Any]:
+    """Write the int8 model; return how it was made, for the card."""
+    with tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(float_path, prepared)
+        model = onnx.load(prepared)
+        excluded = kept_in_float(model)
+        quantize_static(
+            prepared,
+            int8_path,
+            _Photos(model.graph.input[0].name, calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CALIBRATION_METHOD,
+            nodes_to_exclude=excluded,
+        )
+    return {
+        "format": "QDQ (QuantizeLinear/DequantizeLinear pairs), static: activation ranges fixed at build time",
+        "weights": "int8, per channel",
+        "activations": "int8, per tensor",
+        "preprocessing": "onnxruntime.quantization.quant_pre_process (symbolic and ONNX shape inference, "
+        "graph optimisation)",
+        "calibration": {
+            "method": CALIBRATION_METHOD.name,
+            "photos": len(calibration),
+            "source": "the dataset photos, decoded by muffin_v_chihuahua.images.decode as the app decodes them",
+        },
+        "per_channel": True,
+        "excluded_nodes": excluded,
+        "onnxruntime": importlib.metadata.version("onnxruntime"),
+    }
+
+
+def run_all(model_path: Path, photos: npt.NDArray[np.float32], output_names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Every output of the model file on every photo, named as the card names them, in the app's session options."""
+    session = onnxruntime.InferenceSession(
+        str(model_path), OnnxEngine.session_options(), providers=["CPUExecutionProvider"]
+    )
+    if len(session.get_outputs()) != len(output_names):
+        raise GateError(f"{model_path.name} has {len(session.get_outputs())} outputs, the card names {output_names}")
+    input_name = session.get_inputs()[0].name
+    parts = [session.run(None, {input_name: photos[i : i + BATCH]}) for i in range(0, len(photos), BATCH)]
+    return {name: np.concatenate(outputs) for name, outputs in zip(output_names, zip(*parts, strict=True), strict=True)}
+
+
+def verdicts(outputs: Mapping[str, np.ndarray], rule: EvidenceRule, class_names: Sequence[str]) -> list[str]:
+    """What Classifier says for each photo: the head's class, unless the evidence rule makes it neither."""
+    return [
+        rule.judge(imagenet, class_names[int(np.argmax(verdict))]).verdict
+        for imagenet, verdict in zip(outputs["imagenet"], outputs["verdict"], strict=True)
+    ]
+
+
+def gate(
+    float_path: Path,
+    int8_path: Path,
+    photo_sets: Mapping[str, tuple[list[str], npt.NDArray[np.float32]]],
+    output_names: Sequence[str],
+    rule: EvidenceRule,
+    class_names: Sequence[str],
+) -> dict[str, Any]:
+    """Both models on every photo of every set (name -> (photo names, model inputs)): the same verdicts, or
+    GateError. Returns, per set, the largest probability difference of each output and the photos whose top
+    ImageNet label differs."""
+    figures: dict[str, Any] = {}
+    disagreements = []
+    for set_name, (names, photos) in photo_sets.items():
+        reference, quantized = run_all(float_path, photos, output_names), run_all(int8_path, photos, output_names)
+        expected, actual = verdicts(reference, rule, class_names), verdicts(quantized, rule, class_names)
+        disagreements += [
+            f"{name} ({was} in float32, {now} in int8)"
+            for name, was, now in zip(names, expected, actual, strict=True)
+            if was != now
+        ]
+        top_differs = reference["imagenet"].argmax(axis=1) != quantized["imagenet"].argmax(axis=1)
+        figures[set_name] = {
+            "photos": len(names),
+            "same_verdicts": sum(was == now for was, now in zip(expected, actual, strict=True)),
+            "max_probability_difference": {
+                output: float(np.abs(reference[output] - quantized[output]).max()) for output in output_names
+            },
+            "top_imagenet_label_differs": [name for name, differs in zip(names, top_differs, strict=True) if differs],
+        }
+    if disagreements:
+        raise GateError(f"the int8 model changes {len(disagreements)} verdicts: {', '.join(disagreements)}")
+    return figures
+
+
+def build(
+    float_path: Path,
+    photo_sets: Mapping[str, tuple[list[str], npt.NDArray[np.float32]]],
+    output_names: Sequence[str],
+    rule: EvidenceRule,
+    class_names: Sequence[str],
+) -> dict[str, Any]:
+    """The int8 model beside float_path, calibrated on photo_sets["dataset"] and gated on every set: the card's
+    entry for it (file, hash, size, how it was made, the gates' figures). A failed gate deletes it and raises."""
+    missing = set(GATED_OUTPUTS) - set(output_names)
+    if missing:
+        raise GateError(f"the model has no {', '.join(sorted(missing))} output to gate on")
+    int8_path = float_path.with_name(INT8_FILE)
+    made = quantize(float_path, int8_path, photo_sets["dataset"][1])
+    try:
+        gates = gate(float_path, int8_path, photo_sets, output_names, rule, class_names)
+    except GateError:
+        int8_path.unlink()  # never left where the wheel or the card could pick it up
+        raise
+    return {
+        "file": {"file": int8_path.name, "sha256": sha256_of(int8_path), "bytes": int8_path.stat().st_size},
+        "quantization": {
+            **made,
+            "gates": {
+                "rule": "the same verdict as the float32 model (muffin, chihuahua or neither, as Classifier "
+                "computes it) on every photo of every set",
+                "gated_outputs": list(GATED_OUTPUTS),
+                **gates,
+            },
+        },
+    }
