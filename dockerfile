@@ -79,8 +79,10 @@ RUN --mount=type=bind,from=app-builder,source=/dist,target=/dist \
     && pip install --disable-pip-version-check --no-deps /dist/muffin_v_chihuahua-*.whl \
     && python -m pip uninstall --yes --quiet setuptools pip \
     && useradd --create-home --uid 10001 --user-group app
-# Configuration is environment, not edits: the engine, the service's limits, INFERENCE_URL; STREAMLIT_*.
+# Configuration is environment, not edits: the engine and its precision (auto: the gated int8 model; float32 the
+# other choice), the service's limits, INFERENCE_URL; STREAMLIT_*.
 ENV MUFFIN_V_CHIHUAHUA_ENGINE=onnx \
+    MUFFIN_V_CHIHUAHUA_PRECISION=auto \
     STREAMLIT_SERVER_HEADLESS=true \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
     PYTHONUNBUFFERED=1 \

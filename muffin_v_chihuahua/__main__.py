@@ -32,14 +32,18 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_BROKEN_PIPE = 128 + 13
 
 
-def run_demo(streamlit_options: list[str], engine: str) -> NoReturn:
+def run_demo(streamlit_options: list[str], engine: str, precision: str) -> NoReturn:
     """Become the page's server, by Streamlit's supported entry point; our defaults yield to the caller's options.
 
     exec, not a child process: signals (a container's SIGTERM, a terminal's Ctrl-C) reach Streamlit itself.
     """
     given = {option.split("=", 1)[0] for option in streamlit_options if option.startswith("--")}
     defaults = [f"{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
-    environment = {**os.environ, engines.ENGINE_VARIABLE: engines.resolve(engine)}
+    environment = {
+        **os.environ,
+        engines.ENGINE_VARIABLE: engines.resolve(engine),
+        engines.PRECISION_VARIABLE: precision,
+    }
     command = [sys.executable, "-m", "streamlit", "run", str(PAGE), *defaults, *streamlit_options]
     sys.stdout.flush()
     os.execve(sys.executable, command, environment)
@@ -64,9 +68,9 @@ def read_photo(path: Path) -> bytes:
         return stream.read(images.MAX_UPLOAD_BYTES + 1)
 
 
-def predict(paths: list[Path], output: str, engine: str, model_dir: Path | None) -> int:
+def predict(paths: list[Path], output: str, engine: str, model_dir: Path | None, precision: str) -> int:
     files = image_files(paths)
-    classifier = Classifier(engine, model_dir)
+    classifier = Classifier(engine, model_dir, precision)
     writer = OUTPUTS[output]()
     failures = 0
     show_progress = sys.stderr.isatty() and len(files) > BATCH
@@ -159,8 +163,8 @@ class CsvOutput:
 OUTPUTS: dict[str, Callable[[], Output]] = {"table": TableOutput, "json": JsonLinesOutput, "csv": CsvOutput}
 
 
-def info(engine: str, model_dir: Path | None) -> int:
-    classifier = Classifier(engine, model_dir)
+def info(engine: str, model_dir: Path | None, precision: str) -> int:
+    classifier = Classifier(engine, model_dir, precision)
     photos = demo.photos()
     counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card["class_names"]}
     print(f"muffin-v-chihuahua {__version__}")
@@ -174,7 +178,7 @@ def info(engine: str, model_dir: Path | None) -> int:
 SERVICE_MODULES = ("fastapi", "uvicorn", "python_multipart")
 
 
-def serve(host: str, port: int, engine: str, model_dir: Path | None = None) -> int:
+def serve(host: str, port: int, engine: str, model_dir: Path | None = None, precision: str = "auto") -> int:
     """The model as an HTTP service (muffin_v_chihuahua.service); needs the [service] extra. Exit status 1 when
     the model fails to load (the service stops, so that a supervisor restarts it)."""
     import importlib.util
@@ -190,7 +194,7 @@ def serve(host: str, port: int, engine: str, model_dir: Path | None = None) -> i
     from muffin_v_chihuahua import service
 
     try:
-        app = service.create_app(engines.resolve(engine), model_dir=model_dir)
+        app = service.create_app(engines.resolve(engine), model_dir=model_dir, precision=precision)
     except service.ConfigurationError as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
         return 2
@@ -209,10 +213,16 @@ def parser() -> argparse.ArgumentParser:
         f"which engine runs the model (default: ${engines.ENGINE_VARIABLE}, else auto: the best one installed)"
     )
     default_engine = os.environ.get(engines.ENGINE_VARIABLE, "auto")
+    precision_help = (
+        f"the model file's precision (default: ${engines.PRECISION_VARIABLE}, else auto: int8 when the model has it "
+        "and the engine runs it, else float32)"
+    )
+    default_precision = os.environ.get(engines.PRECISION_VARIABLE, "auto")
     model_dir_help = "the model folder: card.json and the files it names (default: the model in this package)"
 
     run = commands.add_parser("run-demo", help="start the Streamlit page (port 8080); other options go to Streamlit")
     run.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
+    run.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
 
     classify = commands.add_parser("predict", help="classify photos and folders of photos")
     classify.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -221,10 +231,12 @@ def parser() -> argparse.ArgumentParser:
     formats.add_argument("--csv", dest="output", action="store_const", const="csv", help="CSV with a header")
     classify.set_defaults(output="table")
     classify.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
+    classify.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
     classify.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
 
     describe = commands.add_parser("info", help="version, model card and demo photo counts")
     describe.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
+    describe.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
     describe.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
 
     http = commands.add_parser(
@@ -233,6 +245,7 @@ def parser() -> argparse.ArgumentParser:
     http.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     http.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     http.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
+    http.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
     http.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
     return top
 
@@ -242,12 +255,12 @@ def run_command(argv: list[str] | None) -> int:
     if extra and args.command != "run-demo":
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "run-demo":
-        return run_demo(extra, args.engine)
+        return run_demo(extra, args.engine, args.precision)
     if args.command == "predict":
-        return predict(args.paths, args.output, args.engine, args.model_dir)
+        return predict(args.paths, args.output, args.engine, args.model_dir, args.precision)
     if args.command == "serve":
-        return serve(args.host, args.port, args.engine, args.model_dir)
-    return info(args.engine, args.model_dir)
+        return serve(args.host, args.port, args.engine, args.model_dir, args.precision)
+    return info(args.engine, args.model_dir, args.precision)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,8 +66,9 @@ class Classifier:
     """The model files (by default those bundled in the package), run by one engine; loading is the slow part,
     so do it once. Files that are missing, damaged or do not match the card raise ModelFilesError."""
 
-    def __init__(self, engine: str = "auto", model_dir: Path | None = None) -> None:
-        """model_dir: the model files (card.json and what it names); by default the ones in this package."""
+    def __init__(self, engine: str = "auto", model_dir: Path | None = None, precision: str = "auto") -> None:
+        """model_dir: the model files (card.json and what it names); by default the ones in this package.
+        precision: int8, float32 or auto (the fastest the card has for the engine; see engines.model_file)."""
         with resources.as_file(model_dir or resources.files("muffin_v_chihuahua") / "model") as folder:
             self._card_path = folder / CARD
             self.card: dict[str, Any] = _read_json(self._card_path)
@@ -79,14 +80,18 @@ class Classifier:
                 self._card_entry("neither", key)
             self._rule = EvidenceRule.from_card(self.card["neither"], self._imagenet_names)
             name = engines.resolve(engine)
-            model_file = folder / self._card_entry("files", name, "file")
+            self.precision, self._files_entry = engines.model_file(name, precision, self._card_entry("files"))
+            model_file = folder / self._card_entry("files", self._files_entry, "file")
             # Checked before the engine reads it: a damaged file fails here with its name, not inside a runtime.
-            self.model_sha256: str = _verified_sha256(model_file, self._card_entry("files", name, "sha256"))
+            self.model_sha256: str = _verified_sha256(
+                model_file, self._card_entry("files", self._files_entry, "sha256")
+            )
             self._engine = engines.load(name, model_file)
 
     @property
     def engine(self) -> str:
-        return self._engine.name
+        """The engine at its precision, as the card's "files" names it: onnx-int8, onnx (float32) or keras."""
+        return self._files_entry
 
     def predict(self, batch: Sequence[npt.NDArray[np.float32]]) -> list[Prediction]:
         """Model input arrays (see images.decode with `input_size`) -> one Prediction each."""

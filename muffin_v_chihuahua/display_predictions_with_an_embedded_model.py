@@ -43,9 +43,9 @@ EVIDENCE_HELP = (
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def load_classifier(engine: str) -> Classifier:
+def load_classifier(engine: str, precision: str) -> Classifier:
     started = time.monotonic()
-    classifier = Classifier(engine=engine)
+    classifier = Classifier(engine=engine, precision=precision)
     # One line per load in the server's log: every browser session shares this one model.
     print(
         f"muffin-v-chihuahua: model loaded ({classifier.engine}) in {time.monotonic() - started:.2f} s",
@@ -146,7 +146,9 @@ try:
     if inference_url:
         model = connect_to_service(inference_url)
     else:
-        model = load_classifier(os.environ.get(engines.ENGINE_VARIABLE, "auto"))
+        model = load_classifier(
+            os.environ.get(engines.ENGINE_VARIABLE, "auto"), os.environ.get(engines.PRECISION_VARIABLE, "auto")
+        )
 except (engines.EngineUnavailable, ModelFilesError) as error:
     st.error(f"The model cannot run here: {error}")
     st.stop()

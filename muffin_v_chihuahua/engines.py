@@ -1,4 +1,4 @@
-"""Run the model file: `onnx` (ONNX Runtime, the default) or `keras` (the .h5 through TensorFlow).
+"""Run the model file: `onnx` (ONNX Runtime, the default) or `keras` (the .h5 through TensorFlow), at a precision.
 
 The classifier does not know which engine it has; TensorFlow is imported only by the keras engine.
 """
@@ -6,7 +6,7 @@ The classifier does not know which engine it has; TensorFlow is imported only by
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,6 +20,12 @@ if TYPE_CHECKING:
 
 ENGINES = ("auto", "onnx", "keras")
 ENGINE_VARIABLE = "MUFFIN_V_CHIHUAHUA_ENGINE"  # how the page and the container choose
+# The precision is the model file's, not the runtime's, so it is its own choice: "auto" runs the fastest file the
+# card names for the engine (the build names the int8 file only once it passed its gates, builders/quantize.py).
+PRECISIONS = ("auto", "int8", "float32")
+PRECISION_VARIABLE = "MUFFIN_V_CHIHUAHUA_PRECISION"
+# Each engine's model files, as the card's "files" names them, fastest first. The keras engine runs the .h5 only.
+MODEL_FILES = {"onnx": {"int8": "onnx-int8", "float32": "onnx"}, "keras": {"float32": "keras"}}
 
 
 class EngineUnavailable(RuntimeError):
@@ -101,6 +107,19 @@ def resolve(name: str) -> str:
     if importlib.util.find_spec(module) is None:
         raise EngineUnavailable(f"the {name} engine needs {module}, which is not installed: {install}")
     return name
+
+
+def model_file(engine: str, precision: str, card_files: Container[str]) -> tuple[str, str]:
+    """(precision, the card's "files" entry) for engine (one resolve() returned) at precision ('auto': the fastest
+    the card has; an entry the card lacks is the caller's to report)."""
+    if precision not in PRECISIONS:
+        raise EngineUnavailable(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    files = MODEL_FILES[engine]
+    if precision == "auto":
+        return next(((p, key) for p, key in files.items() if key in card_files), list(files.items())[-1])
+    if precision not in files:
+        raise EngineUnavailable(f"the {engine} engine runs {' or '.join(files)} models only, not {precision}")
+    return precision, files[precision]
 
 
 def load(name: str, model_file: Path) -> Engine:

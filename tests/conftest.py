@@ -42,6 +42,8 @@ def imported_after(code: str, candidates: tuple[str, ...], env: dict[str, str] |
 
 
 ENGINES = ("onnx", "keras")
+# The card's "files" entry each engine runs by default: the gated int8 model for onnx, the .h5 for keras.
+DEFAULT_FILES = {"onnx": "onnx-int8", "keras": "keras"}
 
 
 @pytest.fixture(scope="session", params=ENGINES)

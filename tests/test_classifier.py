@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from muffin_v_chihuahua import images
+from muffin_v_chihuahua import engines, images
 from muffin_v_chihuahua.classifier import NEITHER, Classifier, ModelFilesError, Prediction
-from tests.conftest import PACKAGE, imported_after
+from tests.conftest import DEFAULT_FILES, PACKAGE, imported_after
 
 CARD = json.loads((PACKAGE / "model" / "card.json").read_text())
 SAMPLE_PER_CLASS = 10
@@ -210,6 +210,38 @@ def model_copy(tmp_path) -> Path:
     return Path(shutil.copytree(PACKAGE / "model", tmp_path / "model"))
 
 
+def test_the_default_runs_the_int8_model_and_float32_is_one_choice_away(labelled_photos):
+    default, int8, float32 = (
+        Classifier("onnx"),
+        Classifier("onnx", precision="int8"),
+        Classifier("onnx", precision="float32"),
+    )
+    assert (default.engine, default.precision) == (int8.engine, int8.precision) == ("onnx-int8", "int8")
+    assert (float32.engine, float32.precision) == ("onnx", "float32")
+    assert default.model_sha256 == CARD["files"]["onnx-int8"]["sha256"] != float32.model_sha256
+    arrays = decode_all(default, labelled_photos)
+    # Both give the dataset's verdicts (the build's gates checked the same on every photo).
+    assert [p.verdict for p in default.predict(arrays)] == [p.verdict for p in float32.predict(arrays)]
+    assert (
+        sum(p.verdict == label for p, (label, _) in zip(default.predict(arrays), labelled_photos, strict=True)) >= 110
+    )
+
+
+def test_a_card_without_an_int8_model_runs_float32_and_int8_asked_for_is_named(model_copy):
+    card = json.loads((model_copy / "card.json").read_text())
+    del card["files"]["onnx-int8"]
+    (model_copy / "card.json").write_text(json.dumps(card))
+    assert Classifier("onnx", model_copy).engine == "onnx"
+    with pytest.raises(ModelFilesError) as error:
+        Classifier("onnx", model_copy, precision="int8")
+    assert_names(error, model_copy / "card.json", "has no 'files.onnx-int8' entry")
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(engines.EngineUnavailable, match="unknown precision 'float16'"):
+        Classifier("onnx", precision="float16")
+
+
 def test_model_files_can_come_from_another_folder(model_copy, labelled_photos):
     (model_copy / CARD["files"]["keras"]["file"]).unlink()  # the onnx engine never needs the .h5
     moved, packaged = Classifier("onnx", model_copy), Classifier("onnx")
@@ -224,7 +256,7 @@ def assert_names(error: pytest.ExceptionInfo[ModelFilesError], path: Path, probl
     assert message.endswith("reinstall muffin-v-chihuahua, or rebuild the model with `make model`")
 
 
-@pytest.mark.parametrize("name", ["card.json", CARD["imagenet_class_names"], CARD["files"]["onnx"]["file"]])
+@pytest.mark.parametrize("name", ["card.json", CARD["imagenet_class_names"], CARD["files"]["onnx-int8"]["file"]])
 def test_a_missing_model_file_is_named(model_copy, name):
     (model_copy / name).unlink()
     with pytest.raises(ModelFilesError) as error:
@@ -233,7 +265,8 @@ def test_a_missing_model_file_is_named(model_copy, name):
 
 
 def test_a_model_file_altered_by_one_byte_is_refused(model_copy, engine):
-    model_file = model_copy / CARD["files"][engine]["file"]
+    files_entry = DEFAULT_FILES[engine]
+    model_file = model_copy / CARD["files"][files_entry]["file"]
     with model_file.open("r+b") as stream:
         stream.seek(model_file.stat().st_size // 2)
         byte = stream.read(1)
@@ -242,7 +275,7 @@ def test_a_model_file_altered_by_one_byte_is_refused(model_copy, engine):
     with pytest.raises(ModelFilesError) as error:
         Classifier(engine, model_copy)
     assert_names(error, model_file, "is damaged or not the file its card.json describes: its SHA-256 is ")
-    assert f"the card says {CARD['files'][engine]['sha256']}" in str(error.value)
+    assert f"the card says {CARD['files'][files_entry]['sha256']}" in str(error.value)
 
 
 def test_a_truncated_card_is_refused(model_copy):
@@ -254,7 +287,7 @@ def test_a_truncated_card_is_refused(model_copy):
 
 
 @pytest.mark.parametrize(
-    "entry", [("input_size",), ("neither", "threshold"), ("neither", "profiles"), ("files", "onnx")], ids=".".join
+    "entry", [("input_size",), ("neither", "threshold"), ("neither", "profiles"), ("files",)], ids=".".join
 )
 def test_a_card_without_an_entry_the_classifier_needs_is_refused(model_copy, entry):
     card = json.loads((model_copy / "card.json").read_text())

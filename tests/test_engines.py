@@ -20,7 +20,7 @@ def run_python(code: str) -> str:
 def test_the_onnx_engine_never_imports_tensorflow():
     code = (
         "import numpy as np; from muffin_v_chihuahua.classifier import Classifier; "
-        "c = Classifier(engine='onnx'); c.predict([np.zeros((224, 224, 3), np.float32)]); assert c.engine == 'onnx'"
+        "c = Classifier(engine='onnx'); c.predict([np.zeros((224, 224, 3), np.float32)]); assert c.engine == 'onnx-int8'"
     )
     assert imported_after(code, ("tensorflow", "keras", "tf2onnx")) == []
 
@@ -65,7 +65,8 @@ def test_both_engines_give_the_same_predictions_on_the_dataset_and_on_pictures_t
 
     from builders.neither import negative_photos
 
-    onnx, keras = Classifier(engine="onnx"), Classifier(engine="keras")
+    # Both float32: the int8 model's own gates are builders.quantize's (and test_classifier's).
+    onnx, keras = Classifier(engine="onnx", precision="float32"), Classifier(engine="keras")
     photos = [path.read_bytes() for _, path in labelled_photos] + list(negative_photos().values())
     photos += [Path(path).read_bytes() for path in load_sample_images().filenames]
     batch = [images.decode(data, onnx.input_size) for data in photos]
@@ -81,3 +82,24 @@ def test_both_engines_give_the_same_predictions_on_the_dataset_and_on_pictures_t
             atol=1e-4,
             strict=False,
         )
+
+
+CARD_FILES = {"keras": {}, "onnx": {}, "onnx-int8": {}}  # the entries a card built with its int8 model has
+
+
+def test_auto_precision_is_the_fastest_model_the_card_has_for_the_engine():
+    assert engines.model_file("onnx", "auto", CARD_FILES) == ("int8", "onnx-int8")
+    assert engines.model_file("onnx", "auto", {"keras": {}, "onnx": {}}) == ("float32", "onnx")
+    assert engines.model_file("keras", "auto", CARD_FILES) == ("float32", "keras")
+
+
+def test_float32_is_one_choice_away():
+    assert engines.model_file("onnx", "float32", CARD_FILES) == ("float32", "onnx")
+    assert engines.model_file("onnx", "int8", CARD_FILES) == ("int8", "onnx-int8")
+
+
+def test_an_unknown_precision_or_one_the_engine_cannot_run_is_refused():
+    with pytest.raises(engines.EngineUnavailable, match=r"unknown precision 'int4': choose one of auto, int8, float32"):
+        engines.model_file("onnx", "int4", CARD_FILES)
+    with pytest.raises(engines.EngineUnavailable, match="the keras engine runs float32 models only, not int8"):
+        engines.model_file("keras", "int8", CARD_FILES)

@@ -33,8 +33,8 @@ def photo_folder(tmp_path_factory, dataset_dir):
     return root
 
 
-def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys, classifier):
-    assert main(["predict", "--engine", classifier.engine, str(photo_folder)]) == 1
+def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys, classifier, engine):
+    assert main(["predict", "--engine", engine, str(photo_folder)]) == 1
     out, err = capsys.readouterr()
     rows = out.strip().splitlines()
     assert rows[0].split()[:3] == ["photo", "verdict", "probability"]
@@ -61,17 +61,17 @@ def assert_same_prediction(shown: Prediction, expected: Prediction) -> None:
     assert shown_probabilities == pytest.approx(probabilities)
 
 
-def test_predict_json_gives_one_object_per_line(photo_folder, capsys, classifier):
+def test_predict_json_gives_one_object_per_line(photo_folder, capsys, classifier, engine):
     photo = photo_folder / "muffin-a.jpg"
-    assert main(["predict", "--json", "--engine", classifier.engine, str(photo)]) == 0
+    assert main(["predict", "--json", "--engine", engine, str(photo)]) == 0
     [line] = capsys.readouterr().out.strip().splitlines()
     result = json.loads(line)
     assert result["path"] == str(photo)
     assert_same_prediction(Prediction.from_dict(result), expected_prediction(classifier, photo))
 
 
-def test_predict_csv_has_a_header_and_a_row_per_photo(photo_folder, capsys, classifier):
-    assert main(["predict", "--csv", "--engine", classifier.engine, str(photo_folder / "nested")]) == 0
+def test_predict_csv_has_a_header_and_a_row_per_photo(photo_folder, capsys, classifier, engine):
+    assert main(["predict", "--csv", "--engine", engine, str(photo_folder / "nested")]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [Path(row["path"]).name for row in rows] == ["chihuahua-b.jpg", "muffin-b.jpg"]
     for row in rows:
@@ -102,8 +102,8 @@ def test_a_file_over_the_size_limit_is_skipped(tmp_path, capsys):
     assert err == f"muffin-v-chihuahua: skipped {path}: the file is larger than {images.MAX_UPLOAD_MB} MB\n"
 
 
-def test_info_prints_version_engine_card_and_photo_counts(capsys, classifier):
-    assert main(["info", "--engine", classifier.engine]) == 0
+def test_info_prints_version_engine_card_and_photo_counts(capsys, classifier, engine):
+    assert main(["info", "--engine", engine]) == 0
     out = capsys.readouterr().out
     head, card = out.split("model card:\n")
     assert head.splitlines() == [
@@ -120,22 +120,22 @@ def test_version(capsys):
     assert exit.value.code == 0 and __version__ in capsys.readouterr().out
 
 
-def test_neither_is_an_answer_not_an_error_with_no_probability_but_its_evidence(tmp_path, capsys, classifier):
+def test_neither_is_an_answer_not_an_error_with_no_probability_but_its_evidence(tmp_path, capsys, classifier, engine):
     from builders.neither import negative_photos
 
     cat = tmp_path / "cat.png"
     cat.write_bytes(negative_photos()["cat"])
     expected = expected_prediction(classifier, cat)
     assert expected.verdict == "neither"
-    assert main(["predict", "--json", "--engine", classifier.engine, str(cat)]) == 0
+    assert main(["predict", "--json", "--engine", engine, str(cat)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["probability"] is None
     assert_same_prediction(Prediction.from_dict(result), expected)
-    assert main(["predict", "--csv", "--engine", classifier.engine, str(cat)]) == 0
+    assert main(["predict", "--csv", "--engine", engine, str(cat)]) == 0
     [row] = csv.DictReader(io.StringIO(capsys.readouterr().out))
     assert (row["verdict"], row["probability"], row["reason"]) == ("neither", "", expected.reason)
     assert float(row["evidence"]) == pytest.approx(expected.evidence, abs=2e-6)
-    assert main(["predict", "--engine", classifier.engine, str(cat)]) == 0
+    assert main(["predict", "--engine", engine, str(cat)]) == 0
     [_, line] = capsys.readouterr().out.splitlines()
     assert line.split()[1:4] == ["neither", "–", f"{expected.evidence:.1%}"]
 
@@ -196,7 +196,7 @@ def test_a_truncated_model_card_is_one_line_naming_it(model_copy, photo_folder, 
 
 def test_a_missing_or_altered_model_file_is_one_line_naming_it(model_copy, photo_folder, capsys):
     card = json.loads((model_copy / "card.json").read_text())
-    model_file = model_copy / card["files"]["onnx"]["file"]
+    model_file = model_copy / card["files"]["onnx-int8"]["file"]  # the one the onnx engine runs by default
     model_file.write_bytes(b"\0" + model_file.read_bytes()[1:])
     assert main(["predict", "--engine", "onnx", "--model-dir", str(model_copy), str(photo_folder)]) == 1
     [line] = capsys.readouterr().err.splitlines()
@@ -205,6 +205,33 @@ def test_a_missing_or_altered_model_file_is_one_line_naming_it(model_copy, photo
     assert main(["info", "--engine", "onnx", "--model-dir", str(model_copy)]) == 1
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"muffin-v-chihuahua: {model_file} is missing: ")
+
+
+def test_float32_is_chosen_by_flag_or_environment_and_an_unknown_precision_is_one_line(capsys, monkeypatch):
+    assert main(["info"]) == 0
+    assert "engine: onnx-int8\n" in capsys.readouterr().out  # the default: the gated int8 model
+    assert main(["info", "--precision", "float32"]) == 0
+    assert "engine: onnx\n" in capsys.readouterr().out
+    monkeypatch.setenv("MUFFIN_V_CHIHUAHUA_PRECISION", "float32")
+    assert main(["info"]) == 0
+    assert "engine: onnx\n" in capsys.readouterr().out
+    assert main(["info", "--precision", "int8"]) == 0  # the flag wins over the environment
+    assert "engine: onnx-int8\n" in capsys.readouterr().out
+    monkeypatch.setenv("MUFFIN_V_CHIHUAHUA_PRECISION", "float16")
+    assert main(["info"]) == 2
+    assert capsys.readouterr().err == (
+        "muffin-v-chihuahua: unknown precision 'float16': choose one of auto, int8, float32\n"
+    )
+
+
+def test_both_precisions_give_the_dataset_verdicts_from_the_command_line(photo_folder, capsys):
+    verdicts = {}
+    for precision in ("int8", "float32"):
+        assert main(["predict", "--json", "--precision", precision, str(photo_folder)]) == 1  # notes.jpg
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        verdicts[precision] = {Path(row["path"]).name: row["verdict"] for row in rows}
+    assert verdicts["int8"] == verdicts["float32"]
+    assert verdicts["int8"] == {name: name.split("-")[0] for name in verdicts["int8"]}  # muffin-a.jpg: muffin
 
 
 def console_script(*args: str | Path, **options) -> subprocess.Popen:

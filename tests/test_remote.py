@@ -92,7 +92,7 @@ def test_remote_predictions_are_the_embedded_models(service, labelled_photos):
     from muffin_v_chihuahua.classifier import Classifier
 
     client = remote.RemoteClassifier(service.url)
-    assert client.engine == "onnx" and client.input_size == tuple(CARD["input_size"]) and client.card == CARD
+    assert client.engine == "onnx-int8" and client.input_size == tuple(CARD["input_size"]) and client.card == CARD
     local = Classifier("onnx")
     photos = labelled_photos[::6]
     arrays = [images.decode(path.read_bytes(), client.input_size) for _, path in photos]
@@ -181,7 +181,7 @@ def test_the_page_shows_the_services_verdicts_and_card_without_a_model(
     demo = verdicts(app)
     assert len(demo) == 3 and all(v.split("**")[1] in ("muffin", "chihuahua", "neither") for v in demo)
     card = " ".join(m.value for m in app.expander[0].markdown)
-    assert "engine: **onnx**" in card and CARD["files"]["onnx"]["sha256"] in card
+    assert "engine: **onnx-int8**" in card and CARD["files"]["onnx-int8"]["sha256"] in card
 
     photo = sorted((dataset_dir / "chihuahua").glob("*.jpg"))[0].read_bytes()
     app.file_uploader[0].set_value([("dog.jpg", photo, "image/jpeg"), ("broken.jpg", b"not a photo", "image/jpeg")])

@@ -73,9 +73,15 @@ def create_app(
     load_delay: float | None = None,
     model_dir: Path | None = None,
     log_format: str | None = None,
+    precision: str | None = None,
 ) -> FastAPI:
     """The service; unset arguments come from the environment (see the *_VARIABLE names above)."""
     engine = engine or os.environ.get(engines.ENGINE_VARIABLE, "auto")
+    precision = precision or os.environ.get(engines.PRECISION_VARIABLE, "auto")
+    if precision not in engines.PRECISIONS:
+        raise ConfigurationError(
+            f"{engines.PRECISION_VARIABLE} must be one of {', '.join(engines.PRECISIONS)}, not {precision!r}"
+        )
     if max_upload_mb is None:
         max_upload_mb = setting(MAX_UPLOAD_MB_VARIABLE, float, float(images.MAX_UPLOAD_MB))
     if not 0 < max_upload_mb <= images.MAX_UPLOAD_MB:
@@ -94,7 +100,7 @@ def create_app(
         raise ConfigurationError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     observing.configure(log_format)
     max_bytes = int(max_upload_mb * 1024 * 1024)
-    model = Model(engine, load_delay, model_dir)
+    model = Model(engine, load_delay, model_dir, precision)
     metrics = Metrics(lambda: {**model.identity} if model.classifier is not None else None, __version__)
     # Inference and decoding run in worker threads, as many at once as this process has cores: more only
     # share the same cores (each ONNX Runtime call already uses them all) and hold more images. Measured on

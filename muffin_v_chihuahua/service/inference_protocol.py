@@ -51,7 +51,7 @@ SERVER_NAME = "muffin-v-chihuahua"
 EXTENSIONS = ["binary_tensor_data"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
 INPUT = "image"
-PLATFORMS = {"onnx": "onnxruntime_onnx", "keras": "tensorflow_keras"}
+PLATFORMS = {"onnx-int8": "onnxruntime_onnx", "onnx": "onnxruntime_onnx", "keras": "tensorflow_keras"}
 # The JSON header of a request (everything but its tensors) is refused above this size.
 HEADER_LIMIT = MULTIPART_OVERHEAD
 

@@ -19,8 +19,9 @@ log = logging.getLogger("uvicorn.error")  # uvicorn's configured logger: our lin
 class Model:
     """The Classifier and its identity, filled in by a background thread; `classifier` is None until then."""
 
-    def __init__(self, engine: str, load_delay: float = 0.0, model_dir: Path | None = None):
+    def __init__(self, engine: str, load_delay: float = 0.0, model_dir: Path | None = None, precision: str = "auto"):
         self.requested_engine = engine
+        self.requested_precision = precision
         self.model_dir = model_dir
         self.load_delay = load_delay
         self.classifier: Classifier | None = None
@@ -36,7 +37,7 @@ class Model:
                     "%s=%s: waiting before loading the model (tests only)", TEST_LOAD_DELAY_VARIABLE, self.load_delay
                 )
                 time.sleep(self.load_delay)
-            classifier = Classifier(engine=self.requested_engine, model_dir=self.model_dir)
+            classifier = Classifier(self.requested_engine, self.model_dir, self.requested_precision)
             # One prediction before the health check turns 200: the model answers (and the keras engine's
             # tf.function is traced now, not on a client's first request).
             width, height = classifier.input_size
