@@ -195,10 +195,10 @@ def node_kind(name: str, args: dict) -> str:
     op = args["op_name"]
     if "/normalize" in name:  # the Rescaling layer: preprocessing inside the graph
         return "preprocessing"
-    if op in ("Conv", "FusedConv", "QLinearConv"):
-        # The weight (out channels, in channels / groups, kh, kw); QLinearConv's inputs are x, its scale and zero
-        # point, then w.
-        weight = next(iter(args["input_type_shape"][3 if op == "QLinearConv" else 1].values()))
+    if op == "QLinearConv":  # its int8 weight is prepacked, its shape not profiled: Keras names depthwise ops so
+        return "depthwise" if "depthwise" in name else "conv"
+    if op in ("Conv", "FusedConv"):
+        weight = next(iter(args["input_type_shape"][1].values()))  # (out channels, in channels / groups, kh, kw)
         return "depthwise" if weight[1] == 1 else "conv"
     if op in ("QuantizeLinear", "DequantizeLinear"):  # the int8 model's conversions to and from float
         return "quantize/dequantize"
