@@ -311,7 +311,7 @@ def test_the_frontend_gets_its_verdicts_from_the_service_and_loads_no_model(serv
         "print(p.verdict, c.engine, 'onnxruntime' in sys.modules)"
     )
     answer = in_container(frontend, "python", "-c", ask)
-    assert answer.stdout.split() == [photo.split("/")[-2], "onnx", "False"], answer.stderr
+    assert answer.stdout.split() == [photo.split("/")[-2], "onnx-int8", "False"], answer.stderr  # the gated int8 model
     assert "model loaded" not in podman("logs", frontend).stdout + podman("logs", frontend).stderr
 
 

@@ -8,6 +8,7 @@ from streamlit.testing.v1 import AppTest
 import muffin_v_chihuahua
 from muffin_v_chihuahua import engines
 from tests import corpus
+from tests.conftest import DEFAULT_FILES
 
 PAGE = Path(muffin_v_chihuahua.__file__).with_name("display_predictions_with_an_embedded_model.py")
 VERDICT_MARKS = ("✅", "❌")
@@ -72,7 +73,8 @@ def test_the_model_card_engine_and_upload_limit_are_shown(page, engine):
     card = page.expander[0]
     assert card.label == "Model card"
     text = " ".join(m.value for m in card.markdown)
-    assert "backbone" in text and "accuracy" in text and "SHA-256" in text and f"engine: **{engine}**" in text
+    shown = DEFAULT_FILES[engine]  # the engine at its default precision: onnx-int8 for onnx
+    assert "backbone" in text and "accuracy" in text and "SHA-256" in text and f"engine: **{shown}**" in text
     assert "MB each" in page.file_uploader[0].label
 
 
