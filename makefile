@@ -34,7 +34,7 @@ SYSTEM_PACKAGES = podman buildah runc debootstrap uidmap chromium fonts-noto-col
 	bench-scaling clean
 
 help: ## list the targets
-	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 system-deps: ## install the Debian packages the tests need (Podman, Chromium) when missing
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -183,6 +183,10 @@ ifeq ($(CONTAINER_ENGINE),podman)
 else
 	IMAGE=$(IMAGE) PORT=$(PORT) $(CONTAINER_ENGINE) compose up
 endif
+
+# benchmarks/scaling.py runs the image with Podman (the options the split overlay's manifest gives its container).
+bench-scaling: $(VENV)/.installed package-services ## Podman: one service pod's req/s, latency, peak at the manifest's limits -> docs/scaling.md
+	$(VENV)/bin/python -m benchmarks.scaling --image $(IMAGE)-service --out docs/scaling.md
 
 podman-base-image: ## Podman only: make localhost/python-base:3.11 from Debian with debootstrap, once
 	@if podman image exists $(PODMAN_BASE_IMAGE); then echo "podman-base-image: $(PODMAN_BASE_IMAGE) exists"; else \
