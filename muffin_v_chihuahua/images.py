@@ -6,7 +6,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
 
 # Larger uploads are refused before they are read: the page, the CLI and the service share it.
 MAX_UPLOAD_MB = 10
@@ -67,9 +67,9 @@ def open_rgb(data: bytes | bytearray, model_size: tuple[int, int] | None = None)
         raise ImageError(
             "too-many-pixels", f"the image is {image.width}x{image.height}, more than {MAX_PIXELS:,} pixels"
         )
-    if model_size is not None:
-        _draft(image, model_size)
     try:
+        if model_size is not None:
+            _draft(image, model_size)
         image.load()
         return _to_rgb(ImageOps.exif_transpose(image))
     except ImageError:
@@ -90,7 +90,9 @@ def decode(data: bytes | bytearray, size: tuple[int, int]) -> np.ndarray:
 
 def _draft(image: Image.Image, model_size: tuple[int, int]) -> None:
     """Ask a JPEG decoder for the smallest reduced scale that keeps the upright picture at DRAFT_MARGIN times
-    `model_size` or more; a no-op for other formats. Before loading: the scale is chosen from the stored size."""
+    `model_size` or more. Before loading: the scale is chosen from the stored size."""
+    if not isinstance(image, JpegImagePlugin.JpegImageFile):  # only JPEG scales (and a PNG decodes to find its EXIF)
+        return
     width, height = (DRAFT_MARGIN * side for side in model_size)
     if image.getexif().get(ExifTags.Base.Orientation) in SIDEWAYS:
         width, height = height, width
