@@ -21,7 +21,7 @@ from muffin_v_chihuahua import images
 
 VERDICT = "verdict"
 DATASET_PHOTO = Path(__file__).resolve().parents[1] / "muffin_v_chihuahua" / "data" / "chihuahua" / "1.jpg"
-PHONE_SIZE = (4000, 3000)  # 12 megapixels, as phone cameras save them
+PHONE_SIZE, PHONE_QUALITY = (4000, 3000), 90  # 12 megapixels, as phone cameras save them
 EXIF_ORIENTATION = 0x0112
 ROTATE_90_CLOCKWISE_TO_VIEW = 6
 
@@ -76,7 +76,7 @@ def phone_jpeg(picture: Image.Image, sideways: bool = False) -> bytes:
     if sideways:
         large = large.transpose(Image.Transpose.ROTATE_90)
         exif[EXIF_ORIENTATION] = ROTATE_90_CLOCKWISE_TO_VIEW
-    return encode(large, "JPEG", quality=90, exif=exif)
+    return encode(large, "JPEG", quality=PHONE_QUALITY, exif=exif)
 
 
 def noisy(width: int, height: int) -> Image.Image:
