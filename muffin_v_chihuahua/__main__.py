@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import NoReturn, Protocol
 
-from muffin_v_chihuahua import __version__, demo, engines, images
+import numpy as np
+
+from muffin_v_chihuahua import __version__, cpus, demo, engines, images
 from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
 
 PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
@@ -26,6 +30,9 @@ DEMO_DEFAULTS = {
     "--client.toolbarMode": "viewer",  # no developer menu (rerun, deploy) for visitors
 }
 BATCH = 16
+# Threads that decode photos while the model predicts (Pillow lets go of the GIL while it decodes): a few, so
+# that the photos being decoded at once stay few too (a 40-megapixel PNG is 120 MB).
+DECODERS = min(4, cpus.usable())
 # The statuses a shell reports for a command a signal ended: Ctrl-C (130), and a reader that went away (141:
 # SIGPIPE is 13 on every POSIX system; Windows' signal module has no SIGPIPE).
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -64,27 +71,70 @@ def read_photo(path: Path) -> bytes:
         return stream.read(images.MAX_UPLOAD_BYTES + 1)
 
 
+def decoding(files: list[Path], size: tuple[int, int]) -> Generator[list[tuple[Path, Future[np.ndarray]]], None, None]:
+    """The files in batches of BATCH, in their order, each with its input array to come. When a batch is handed
+    out the next one is already decoding, and no more: two batches at most are held. Close it to stop early."""
+    pool = ThreadPoolExecutor(DECODERS, thread_name_prefix="decode")
+
+    def decode(path: Path) -> np.ndarray:
+        return images.decode(read_photo(path), size)
+
+    def submit(batch: list[Path]) -> list[tuple[Path, Future[np.ndarray]]]:
+        return [(path, pool.submit(decode, path)) for path in batch]
+
+    try:
+        ahead = submit(files[:BATCH])
+        for start in range(0, len(files), BATCH):
+            batch, ahead = ahead, submit(files[start + BATCH : start + 2 * BATCH])
+            yield batch
+    finally:
+        pool.shutdown(cancel_futures=True)  # on Ctrl-C or a closed pipe: only the decodes under way finish
+
+
+class Progress:
+    """'done/total photos' on the last line of a terminal's stderr, redrawn in place. Anything else written to the
+    terminal (rows, when stdout is it too; a skipped file) goes after clear(), and the count is drawn again after."""
+
+    def __init__(self, total: int, shown: bool):
+        self.total, self.shown, self.done, self.drawn = total, shown, 0, ""
+
+    def clear(self) -> None:
+        if self.drawn:
+            print("\r" + " " * len(self.drawn) + "\r", end="", file=sys.stderr, flush=True)
+            self.drawn = ""
+
+    def count(self, photos: int) -> None:
+        self.done += photos
+        if self.shown:
+            sys.stdout.flush()  # this batch's rows first
+            self.drawn = f"{self.done}/{self.total} photos"
+            print("\r" + self.drawn, end="", file=sys.stderr, flush=True)
+
+
 def predict(paths: list[Path], output: str, engine: str, model_dir: Path | None) -> int:
     files = image_files(paths)
     classifier = Classifier(engine, model_dir)
     writer = OUTPUTS[output]()
     failures = 0
-    show_progress = sys.stderr.isatty() and len(files) > BATCH
-    for start in range(0, len(files), BATCH):
-        decoded = []
-        for path in files[start : start + BATCH]:
-            try:
-                decoded.append((path, images.decode(read_photo(path), classifier.input_size)))
-            except (images.ImageError, OSError) as error:
-                failures += 1
-                print(
-                    f"muffin-v-chihuahua: skipped {path}: {getattr(error, 'strerror', None) or error}", file=sys.stderr
-                )
-        for (path, _), prediction in zip(decoded, classifier.predict([array for _, array in decoded]), strict=True):
-            writer.write(str(path), prediction)
-        if show_progress:
-            done = min(start + BATCH, len(files))
-            print(f"\r{done}/{len(files)} photos", end="" if done < len(files) else "\n", file=sys.stderr)
+    # On a terminal only, where it is redrawn in place; not into a log, and not for a run of one batch.
+    progress = Progress(len(files), shown=sys.stderr.isatty() and len(files) > BATCH)
+    with contextlib.closing(decoding(files, classifier.input_size)) as batches:
+        for batch in batches:
+            decoded = []
+            for path, pending in batch:
+                try:
+                    decoded.append((path, pending.result()))
+                except (images.ImageError, OSError) as error:
+                    failures += 1
+                    progress.clear()
+                    reason = getattr(error, "strerror", None) or error
+                    print(f"muffin-v-chihuahua: skipped {path}: {reason}", file=sys.stderr)
+            predictions = classifier.predict([array for _, array in decoded])
+            progress.clear()
+            for (path, _), prediction in zip(decoded, predictions, strict=True):
+                writer.write(str(path), prediction)
+            progress.count(len(batch))
+    progress.clear()
     writer.close()
     return 1 if failures else 0
 

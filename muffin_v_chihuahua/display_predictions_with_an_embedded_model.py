@@ -88,7 +88,7 @@ def show_demo(classifier: Model) -> None:
     if "demo_photos" not in st.session_state:
         shuffle_demo_photos()
     photos = st.session_state.demo_photos
-    pictures = [images.open_rgb(photo.file.read_bytes()) for photo in photos]
+    pictures = [images.open_rgb(photo.file.read_bytes(), classifier.input_size) for photo in photos]
     predictions = classifier.predict([images.to_array(p, classifier.input_size) for p in pictures])
     for column, photo, picture, prediction in zip(st.columns(DEMO_COUNT), photos, pictures, predictions, strict=True):
         with column:
@@ -106,7 +106,7 @@ def show_uploads(classifier: Model) -> None:
     )
     for upload in uploads or []:
         try:
-            picture = images.open_rgb(upload.getvalue())
+            picture = images.open_rgb(upload.getvalue(), classifier.input_size)
         except images.ImageError as error:
             st.error(f"{upload.name}: {error}")
             continue
