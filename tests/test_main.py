@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from muffin_v_chihuahua import __version__, images
+from muffin_v_chihuahua import __version__, cpus, images
 from muffin_v_chihuahua.__main__ import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
-from muffin_v_chihuahua.classifier import Prediction
+from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE, Prediction
 from tests import corpus
 from tests.conftest import PACKAGE, ROOT
 
@@ -109,6 +109,8 @@ def test_info_prints_version_engine_card_and_photo_counts(capsys, classifier):
     assert head.splitlines() == [
         f"muffin-v-chihuahua {__version__}",
         f"engine: {classifier.engine}",
+        f"model version: {classifier.model_version} (SHA-256 {classifier.model_sha256})",
+        "threads: {} ({})".format(*cpus.limit()),
         "demo photos: 65 chihuahua, 55 muffin",
     ]
     assert json.loads(card) == classifier.card
@@ -180,6 +182,14 @@ def test_model_dir_chooses_the_model_folder(model_copy, photo_folder, capsys):
     assert json.loads(capsys.readouterr().out.split("model card:\n")[1])["version"] == "9.9.9-copy"
     assert main(["predict", "--json", "--engine", "onnx", "--model-dir", str(model_copy), str(photo_folder)]) == 1
     assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_the_model_dir_variable_chooses_the_model_folder_too(model_copy, monkeypatch, capsys):
+    card = json.loads((model_copy / "card.json").read_text())
+    (model_copy / "card.json").write_text(json.dumps({**card, "model_version": "2099.01.01+copy"}))
+    monkeypatch.setenv(MODEL_DIR_VARIABLE, str(model_copy))
+    assert main(["info", "--engine", "onnx"]) == 0
+    assert "model version: 2099.01.01+copy (SHA-256 " in capsys.readouterr().out
 
 
 def test_a_truncated_model_card_is_one_line_naming_it(model_copy, photo_folder, capsys):
