@@ -56,6 +56,8 @@ lock: $(VENV)/.installed ## refresh requirements/*.txt from setup.cfg and requir
 	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/app.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt --extra keras -o requirements/keras.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt --extra service -o requirements/service.txt setup.cfg
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/service-image.txt requirements/service-image.in
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/frontend-image.txt requirements/frontend-image.in
 	$(PIP_COMPILE) $(if $(filter 1,$(UPGRADE)),--upgrade) -o requirements/client.txt requirements/client.in
 
 lint: $(VENV)/.installed ## ruff (lint rules and formatting) and mypy, configured in pyproject.toml
@@ -148,9 +150,12 @@ package-docker: $(BASE_IMAGE_TARGET) docker-dataset ## build the app image IMAGE
 run-docker: ## run the image package-docker built: the page on PUBLISH_ADDRESS:PORT (127.0.0.1:8080)
 	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)
 
+# Each role's image holds only what that role imports (requirements/*-image.in): no Streamlit in the service,
+# no ONNX Runtime and no model in the front end.
 package-services: $(BASE_IMAGE_TARGET) docker-dataset ## build the second mode's images: IMAGE-service and IMAGE-frontend
-	$(DOCKER_BUILD) --target service --build-arg LOCK=service.txt -t $(IMAGE)-service .
-	$(DOCKER_BUILD) --target frontend -t $(IMAGE)-frontend .
+	$(DOCKER_BUILD) --target service --build-arg LOCK=service-image.txt -t $(IMAGE)-service .
+	$(DOCKER_BUILD) --target frontend --build-arg LOCK=frontend-image.txt --build-arg KEEP_MODEL=false \
+		-t $(IMAGE)-frontend .
 
 # Docker runs docker-compose.yaml. Podman runs the page inside the service container's network namespace:
 # the two share a private loopback, and only the page is published. (A pod would do the same, but its
