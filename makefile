@@ -134,7 +134,9 @@ endif
 
 DOCKER_BUILD = $(CONTAINER_ENGINE) build $(BUILD_FLAGS) --build-arg BACKBONE=$(BACKBONE) \
 	--build-arg DATASET=$(DOCKER_DATASET) -f dockerfile
-# run-services names its two containers CONTAINER_PREFIX-service and CONTAINER_PREFIX-frontend.
+# run-services names its two containers CONTAINER_PREFIX-service and CONTAINER_PREFIX-frontend, and runs both
+# with the root filesystem read-only and only /tmp writable, as docker-compose.yaml does.
+READ_ONLY_ROOT = --read-only --tmpfs /tmp
 CONTAINER_PREFIX ?= muffin-v-chihuahua
 
 .PHONY: package-docker run-docker package-services run-services docker-dataset podman-base-image
@@ -164,8 +166,9 @@ run-services: ## run the model service and the page that asks it: the page on PU
 ifeq ($(CONTAINER_ENGINE),podman)
 	podman rm -f $(CONTAINER_PREFIX)-frontend >/dev/null 2>&1 || true
 	podman rm -f $(CONTAINER_PREFIX)-service >/dev/null 2>&1 || true
-	podman $(ENGINE_FLAGS) run -d $(RUN_FLAGS) --name $(CONTAINER_PREFIX)-service -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)-service
-	podman $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) --name $(CONTAINER_PREFIX)-frontend \
+	podman $(ENGINE_FLAGS) run -d $(RUN_FLAGS) $(READ_ONLY_ROOT) --name $(CONTAINER_PREFIX)-service \
+		-p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)-service
+	podman $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(READ_ONLY_ROOT) $(DOCKER_RUN_ARGS) --name $(CONTAINER_PREFIX)-frontend \
 		--network container:$(CONTAINER_PREFIX)-service -e INFERENCE_URL=http://127.0.0.1:8000 $(IMAGE)-frontend
 else
 	IMAGE=$(IMAGE) PORT=$(PORT) $(CONTAINER_ENGINE) compose up
