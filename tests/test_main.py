@@ -4,6 +4,7 @@ A problem is one line on stderr and an exit status, never a traceback."""
 import csv
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from muffin_v_chihuahua.__main__ import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
 from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE, Prediction
 from tests import corpus
 from tests.conftest import PACKAGE, ROOT
+from tests.servers import free_port, running, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +192,18 @@ def test_the_model_dir_variable_chooses_the_model_folder_too(model_copy, monkeyp
     monkeypatch.setenv(MODEL_DIR_VARIABLE, str(model_copy))
     assert main(["info", "--engine", "onnx"]) == 0
     assert "model version: 2099.01.01+copy (SHA-256 " in capsys.readouterr().out
+
+
+def test_run_demo_hands_its_model_folder_to_the_page_server(model_copy, tmp_path):
+    """The page reads MUFFIN_V_CHIHUAHUA_MODEL_DIR (test_display_predictions_with_an_embedded_model): run-demo sets
+    it, absolute, in the environment of the Streamlit server it becomes (exec: the same process)."""
+    port, this_tree = free_port(), {**os.environ, "PYTHONPATH": str(ROOT)}  # run from tmp_path: a relative folder
+    command = [sys.executable, "-m", "muffin_v_chihuahua", "run-demo", "--model-dir", "model"]
+    options = ["--server.port", port, "--server.address", "127.0.0.1"]
+    with running([*command, *options], tmp_path / "log", cwd=tmp_path, env=this_tree) as server:
+        wait_for(f"http://127.0.0.1:{port}/_stcore/health", process=server)
+        environment = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+    assert f"{MODEL_DIR_VARIABLE}={model_copy.resolve()}".encode() in environment
 
 
 def test_a_truncated_model_card_is_one_line_naming_it(model_copy, photo_folder, capsys):
