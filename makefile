@@ -57,6 +57,8 @@ lock: $(VENV)/.installed ## refresh requirements/*.txt from setup.cfg and requir
 	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/app.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt --extra keras -o requirements/keras.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt --extra service -o requirements/service.txt setup.cfg
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/service-image.txt requirements/service-image.in
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/frontend-image.txt requirements/frontend-image.in
 	$(PIP_COMPILE) $(if $(filter 1,$(UPGRADE)),--upgrade) -o requirements/client.txt requirements/client.in
 
 lint: $(VENV)/.installed ## ruff (lint rules and formatting) and mypy, configured in pyproject.toml
@@ -150,7 +152,9 @@ endif
 
 DOCKER_BUILD = $(CONTAINER_ENGINE) build $(BUILD_FLAGS) --build-arg BACKBONE=$(BACKBONE) \
 	--build-arg DATASET=$(DOCKER_DATASET) -f dockerfile
-# run-services names its two containers CONTAINER_PREFIX-service and CONTAINER_PREFIX-frontend.
+# run-services names its two containers CONTAINER_PREFIX-service and CONTAINER_PREFIX-frontend, and runs both
+# with the root filesystem read-only and only /tmp writable, as docker-compose.yaml does.
+READ_ONLY_ROOT = --read-only --tmpfs /tmp
 CONTAINER_PREFIX ?= muffin-v-chihuahua
 
 .PHONY: package-docker run-docker package-services run-services docker-dataset podman-base-image
@@ -166,9 +170,12 @@ package-docker: $(BASE_IMAGE_TARGET) docker-dataset ## build the app image IMAGE
 run-docker: ## run the image package-docker built: the page on PUBLISH_ADDRESS:PORT (127.0.0.1:8080)
 	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)
 
+# Each role's image holds only what that role imports (requirements/*-image.in): no Streamlit in the service,
+# no ONNX Runtime and no model in the front end.
 package-services: $(BASE_IMAGE_TARGET) docker-dataset ## build the second mode's images: IMAGE-service and IMAGE-frontend
-	$(DOCKER_BUILD) --target service --build-arg LOCK=service.txt -t $(IMAGE)-service .
-	$(DOCKER_BUILD) --target frontend -t $(IMAGE)-frontend .
+	$(DOCKER_BUILD) --target service --build-arg LOCK=service-image.txt -t $(IMAGE)-service .
+	$(DOCKER_BUILD) --target frontend --build-arg LOCK=frontend-image.txt --build-arg KEEP_MODEL=false \
+		-t $(IMAGE)-frontend .
 
 # Docker runs docker-compose.yaml. Podman runs the page inside the service container's network namespace:
 # the two share a private loopback, and only the page is published. (A pod would do the same, but its
@@ -177,8 +184,9 @@ run-services: ## run the model service and the page that asks it: the page on PU
 ifeq ($(CONTAINER_ENGINE),podman)
 	podman rm -f $(CONTAINER_PREFIX)-frontend >/dev/null 2>&1 || true
 	podman rm -f $(CONTAINER_PREFIX)-service >/dev/null 2>&1 || true
-	podman $(ENGINE_FLAGS) run -d $(RUN_FLAGS) --name $(CONTAINER_PREFIX)-service -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)-service
-	podman $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) --name $(CONTAINER_PREFIX)-frontend \
+	podman $(ENGINE_FLAGS) run -d $(RUN_FLAGS) $(READ_ONLY_ROOT) --name $(CONTAINER_PREFIX)-service \
+		-p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)-service
+	podman $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(READ_ONLY_ROOT) $(DOCKER_RUN_ARGS) --name $(CONTAINER_PREFIX)-frontend \
 		--network container:$(CONTAINER_PREFIX)-service -e INFERENCE_URL=http://127.0.0.1:8000 $(IMAGE)-frontend
 else
 	IMAGE=$(IMAGE) PORT=$(PORT) $(CONTAINER_ENGINE) compose up

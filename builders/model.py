@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import sys
@@ -187,6 +188,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         "agreement": agreement,
         "neither": neither_rule,
         "imagenet_class_names": CLASS_NAMES_FILE,
+        "imagenet_class_names_sha256": sha256_of(out_dir / CLASS_NAMES_FILE),
         "head": {
             "type": "logistic regression on the standardised pooled features, the scaler folded into its weights",
             "l2": L2,
@@ -198,9 +200,18 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "build_seconds": round(time.monotonic() - started, 1),
     }
+    card["model_version"] = model_version(card)
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     print(f"model: wrote {model_path}, {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB) and {out_dir / CARD_FILE}")
     return card
+
+
+def model_version(card: dict[str, Any]) -> str:
+    """The model's own version, apart from the app's (card["version"]), so that a model folder can be released by
+    itself: its build date, then a short digest of every file the card names, e.g. 2026.12.01+3f9a1c2e."""
+    digests = sorted([entry["sha256"] for entry in card["files"].values()] + [card["imagenet_class_names_sha256"]])
+    built = datetime.datetime.fromisoformat(card["built_at"])
+    return f"{built:%Y.%m.%d}+{hashlib.sha256(''.join(digests).encode()).hexdigest()[:8]}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,13 @@ from typing import NoReturn, Protocol
 import numpy as np
 
 from muffin_v_chihuahua import __version__, cpus, demo, engines, images
-from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
+from muffin_v_chihuahua.classifier import (
+    MODEL_DIR_VARIABLE,
+    Classifier,
+    ModelFilesError,
+    Prediction,
+    model_dir_from_environment,
+)
 
 PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
 DEMO_DEFAULTS = {
@@ -39,14 +45,21 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_BROKEN_PIPE = 128 + 13
 
 
-def run_demo(streamlit_options: list[str], engine: str) -> NoReturn:
+def run_demo(streamlit_options: list[str], engine: str, model_dir: Path | None) -> NoReturn:
     """Become the page's server, by Streamlit's supported entry point; our defaults yield to the caller's options.
+    The page takes the engine and the model folder from the environment.
 
     exec, not a child process: signals (a container's SIGTERM, a terminal's Ctrl-C) reach Streamlit itself.
     """
+    from muffin_v_chihuahua.remote import URL_VARIABLE  # here: requests is slow to import, and only the page needs it
+
     given = {option.split("=", 1)[0] for option in streamlit_options if option.startswith("--")}
     defaults = [f"{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
-    environment = {**os.environ, engines.ENGINE_VARIABLE: engines.resolve(engine)}
+    environment = dict(os.environ)
+    if not environment.get(URL_VARIABLE, "").strip():  # a front end runs no model: it needs no engine installed
+        environment[engines.ENGINE_VARIABLE] = engines.resolve(engine)
+    if model_dir is not None:
+        environment[MODEL_DIR_VARIABLE] = str(model_dir.resolve())
     command = [sys.executable, "-m", "streamlit", "run", str(PAGE), *defaults, *streamlit_options]
     sys.stdout.flush()
     os.execve(sys.executable, command, environment)
@@ -215,6 +228,9 @@ def info(engine: str, model_dir: Path | None) -> int:
     counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card["class_names"]}
     print(f"muffin-v-chihuahua {__version__}")
     print(f"engine: {classifier.engine}")
+    print(f"model version: {classifier.model_version} (SHA-256 {classifier.model_sha256})")
+    threads, reason = cpus.limit()
+    print(f"threads: {threads} ({reason})")
     print("demo photos: " + ", ".join(f"{count} {label}" for label, count in counts.items()))
     print("model card:")
     print(json.dumps(classifier.card, indent=2))
@@ -259,10 +275,15 @@ def parser() -> argparse.ArgumentParser:
         f"which engine runs the model (default: ${engines.ENGINE_VARIABLE}, else auto: the best one installed)"
     )
     default_engine = os.environ.get(engines.ENGINE_VARIABLE, "auto")
-    model_dir_help = "the model folder: card.json and the files it names (default: the model in this package)"
+    model_dir_help = (
+        f"the model folder: card.json and the files it names (default: ${MODEL_DIR_VARIABLE}, else the model in "
+        "this package)"
+    )
+    default_model_dir = model_dir_from_environment()
 
     run = commands.add_parser("run-demo", help="start the Streamlit page (port 8080); other options go to Streamlit")
     run.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
+    run.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
 
     classify = commands.add_parser("predict", help="classify photos and folders of photos")
     classify.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -271,11 +292,11 @@ def parser() -> argparse.ArgumentParser:
     formats.add_argument("--csv", dest="output", action="store_const", const="csv", help="CSV with a header")
     classify.set_defaults(output="table")
     classify.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
-    classify.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
+    classify.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
 
     describe = commands.add_parser("info", help="version, model card and demo photo counts")
     describe.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
-    describe.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
+    describe.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
 
     http = commands.add_parser(
         "serve", help="serve the model over HTTP (GET / health, POST /predict); the [service] extra"
@@ -283,7 +304,7 @@ def parser() -> argparse.ArgumentParser:
     http.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     http.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     http.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
-    http.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
+    http.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
     return top
 
 
@@ -292,7 +313,7 @@ def run_command(argv: list[str] | None) -> int:
     if extra and args.command != "run-demo":
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "run-demo":
-        return run_demo(extra, args.engine)
+        return run_demo(extra, args.engine, args.model_dir)
     if args.command == "predict":
         return predict(args.paths, args.output, args.engine, args.model_dir)
     if args.command == "serve":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -19,6 +20,8 @@ from muffin_v_chihuahua.evidence import NEITHER, EvidenceRule
 TOP_LABELS = 3
 __all__ = ["NEITHER", "Classifier", "Label", "ModelFilesError", "Prediction"]
 CARD = "card.json"
+# A model folder released apart from the app (run-demo, serve, predict and info take it as --model-dir).
+MODEL_DIR_VARIABLE = "MUFFIN_V_CHIHUAHUA_MODEL_DIR"
 REPAIR = "reinstall muffin-v-chihuahua, or rebuild the model with `make model`"
 
 
@@ -74,13 +77,18 @@ class Classifier:
             width, height = self._card_entry("input_size")
             self.input_size: tuple[int, int] = (int(width), int(height))
             self._class_names: list[str] = self._card_entry("class_names")
-            self._imagenet_names: list[str] = _read_json(folder / self._card_entry("imagenet_class_names"))
+            # Every file the card names and the runtime reads is checked before it is used.
+            names_file = folder / self._card_entry("imagenet_class_names")
+            _verified_sha256(names_file, self._card_entry("imagenet_class_names_sha256"))
+            self._imagenet_names: list[str] = _read_json(names_file)
+            # The model's own version (builders.model sets it), apart from the app's: a model ships by itself.
+            self.model_version: str = self._card_entry("model_version")
             for key in ("profiles", "threshold", "dog_classes"):
                 self._card_entry("neither", key)
             self._rule = EvidenceRule.from_card(self.card["neither"], self._imagenet_names)
             name = engines.resolve(engine)
             model_file = folder / self._card_entry("files", name, "file")
-            # Checked before the engine reads it: a damaged file fails here with its name, not inside a runtime.
+            # A damaged model file fails here with its name, not inside a runtime.
             self.model_sha256: str = _verified_sha256(model_file, self._card_entry("files", name, "sha256"))
             self._engine = engines.load(name, model_file)
 
@@ -118,6 +126,12 @@ class Classifier:
         judged = self._rule.judge(imagenet, self._class_names[best])
         probability = None if judged.verdict == NEITHER else float(verdict[best])
         return Prediction(judged.verdict, probability, labels, judged.evidence, judged.reason)
+
+
+def model_dir_from_environment() -> Path | None:
+    """The model folder MUFFIN_V_CHIHUAHUA_MODEL_DIR names, or None: the one in this package."""
+    value = os.environ.get(MODEL_DIR_VARIABLE, "").strip()
+    return Path(value) if value else None
 
 
 def _read_json(path: Path) -> Any:

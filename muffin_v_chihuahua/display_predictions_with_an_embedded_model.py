@@ -3,6 +3,7 @@
 Started by `muffin-v-chihuahua run-demo` (python -m streamlit run <this file>). Streamlit reruns this
 script on every interaction; the model is loaded once per process by st.cache_resource.
 With INFERENCE_URL set, the page is a front end: the service there (`muffin-v-chihuahua serve`) predicts.
+Else MUFFIN_V_CHIHUAHUA_MODEL_DIR names the model folder (`run-demo --model-dir`; default: the package's).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import random
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import streamlit as st
 
 from muffin_v_chihuahua import __version__, demo, engines, images, remote
-from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
+from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction, model_dir_from_environment
 
 DEMO_COUNT = 3
 
@@ -43,9 +45,9 @@ EVIDENCE_HELP = (
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def load_classifier(engine: str) -> Classifier:
+def load_classifier(engine: str, model_dir: Path | None) -> Classifier:
     started = time.monotonic()
-    classifier = Classifier(engine=engine)
+    classifier = Classifier(engine=engine, model_dir=model_dir)
     # One line per load in the server's log: every browser session shares this one model.
     print(
         f"muffin-v-chihuahua: model loaded ({classifier.engine}) in {time.monotonic() - started:.2f} s",
@@ -127,7 +129,7 @@ def show_model_card(classifier: Model) -> None:
             f"- engine: **{classifier.engine}**\n"
             f"- model file: `{card['files'][classifier.engine]['file']}`, "
             f"SHA-256 `{card['files'][classifier.engine]['sha256']}`\n"
-            f"- app version {__version__}, model built {card['built_at']}"
+            f"- app version {__version__}, model version {card['model_version']} (built {card['built_at']})"
         )
         st.markdown(demo.credit())
 
@@ -146,7 +148,7 @@ try:
     if inference_url:
         model = connect_to_service(inference_url)
     else:
-        model = load_classifier(os.environ.get(engines.ENGINE_VARIABLE, "auto"))
+        model = load_classifier(os.environ.get(engines.ENGINE_VARIABLE, "auto"), model_dir_from_environment())
 except (engines.EngineUnavailable, ModelFilesError) as error:
     st.error(f"The model cannot run here: {error}")
     st.stop()

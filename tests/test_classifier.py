@@ -216,6 +216,10 @@ def model_copy(tmp_path) -> Path:
     return Path(shutil.copytree(PACKAGE / "model", tmp_path / "model"))
 
 
+def test_the_classifier_states_the_models_own_version_apart_from_the_apps(classifier):
+    assert classifier.model_version == CARD["model_version"] != CARD["version"]
+
+
 def test_model_files_can_come_from_another_folder(model_copy, labelled_photos):
     (model_copy / CARD["files"]["keras"]["file"]).unlink()  # the onnx engine never needs the .h5
     moved, packaged = Classifier("onnx", model_copy), Classifier("onnx")
@@ -251,6 +255,16 @@ def test_a_model_file_altered_by_one_byte_is_refused(model_copy, engine):
     assert f"the card says {CARD['files'][engine]['sha256']}" in str(error.value)
 
 
+def test_a_class_names_file_that_is_not_the_cards_is_refused(model_copy):
+    """Valid JSON, but one ImageNet name changed: only its SHA-256 tells."""
+    names_file = model_copy / CARD["imagenet_class_names"]
+    names = json.loads(names_file.read_text())
+    names_file.write_text(json.dumps([names[1], *names[1:]]))
+    with pytest.raises(ModelFilesError) as error:
+        Classifier("onnx", model_copy)
+    assert_names(error, names_file, "is damaged or not the file its card.json describes: its SHA-256 is ")
+
+
 def test_a_truncated_card_is_refused(model_copy):
     card = model_copy / "card.json"
     card.write_bytes(card.read_bytes()[: card.stat().st_size // 2])
@@ -260,7 +274,16 @@ def test_a_truncated_card_is_refused(model_copy):
 
 
 @pytest.mark.parametrize(
-    "entry", [("input_size",), ("neither", "threshold"), ("neither", "profiles"), ("files", "onnx")], ids=".".join
+    "entry",
+    [
+        ("input_size",),
+        ("neither", "threshold"),
+        ("neither", "profiles"),
+        ("files", "onnx"),
+        ("imagenet_class_names_sha256",),
+        ("model_version",),
+    ],
+    ids=".".join,
 )
 def test_a_card_without_an_entry_the_classifier_needs_is_refused(model_copy, entry):
     card = json.loads((model_copy / "card.json").read_text())

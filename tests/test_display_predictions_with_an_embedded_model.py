@@ -1,5 +1,7 @@
 """The Streamlit page, run by Streamlit's AppTest: demo verdicts, shuffle, good and bad uploads, model card."""
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -7,7 +9,9 @@ from streamlit.testing.v1 import AppTest
 
 import muffin_v_chihuahua
 from muffin_v_chihuahua import engines
+from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE
 from tests import corpus
+from tests.conftest import PACKAGE
 
 PAGE = Path(muffin_v_chihuahua.__file__).with_name("display_predictions_with_an_embedded_model.py")
 VERDICT_MARKS = ("✅", "❌")
@@ -73,7 +77,41 @@ def test_the_model_card_engine_and_upload_limit_are_shown(page, engine):
     assert card.label == "Model card"
     text = " ".join(m.value for m in card.markdown)
     assert "backbone" in text and "accuracy" in text and "SHA-256" in text and f"engine: **{engine}**" in text
+    assert "model version " in text and "app version " in text
     assert "MB each" in page.file_uploader[0].label
+
+
+@pytest.fixture
+def model_folder(tmp_path, monkeypatch) -> Path:
+    """A copy of the model folder (the onnx engine's files), which the page takes from MUFFIN_V_CHIHUAHUA_MODEL_DIR."""
+    folder = Path(shutil.copytree(PACKAGE / "model", tmp_path / "model", ignore=shutil.ignore_patterns("*.h5")))
+    monkeypatch.setenv(engines.ENGINE_VARIABLE, "onnx")
+    monkeypatch.setenv(MODEL_DIR_VARIABLE, str(folder))
+    return folder
+
+
+def run_page() -> AppTest:
+    app = AppTest.from_file(str(PAGE), default_timeout=180)
+    app.run()
+    assert not app.exception
+    return app
+
+
+def test_the_page_runs_the_model_folder_it_is_given_and_shows_its_version(model_folder):
+    card = json.loads((model_folder / "card.json").read_text())
+    (model_folder / "card.json").write_text(json.dumps({**card, "model_version": "2099.01.01+apart"}))
+    app = run_page()
+    assert len(verdicts(app)) == 3
+    assert "model version 2099.01.01+apart" in " ".join(m.value for m in app.expander[0].markdown)
+
+
+def test_a_tampered_model_folder_is_a_message_on_the_page_not_a_traceback(model_folder):
+    model_file = model_folder / "muffin_v_chihuahua.onnx"
+    model_file.write_bytes(b"\0" + model_file.read_bytes()[1:])
+    app = run_page()
+    [error] = app.error
+    assert error.value.startswith(f"The model cannot run here: {model_file} is damaged or not the file its card.json")
+    assert verdicts(app) == [] and "Traceback" not in error.value
 
 
 def test_a_photo_that_is_neither_shows_neither_and_why(page):

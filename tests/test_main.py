@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from muffin_v_chihuahua import __version__, images
+from muffin_v_chihuahua import __version__, cpus, images
 from muffin_v_chihuahua.__main__ import BATCH, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
-from muffin_v_chihuahua.classifier import Classifier, Prediction
+from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE, Classifier, Prediction
 from tests import corpus
 from tests.conftest import PACKAGE, ROOT
+from tests.servers import free_port, running, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,8 @@ def test_info_prints_version_engine_card_and_photo_counts(capsys, classifier):
     assert head.splitlines() == [
         f"muffin-v-chihuahua {__version__}",
         f"engine: {classifier.engine}",
+        f"model version: {classifier.model_version} (SHA-256 {classifier.model_sha256})",
+        "threads: {} ({})".format(*cpus.limit()),
         "demo photos: 65 chihuahua, 55 muffin",
     ]
     assert json.loads(card) == classifier.card
@@ -250,6 +253,26 @@ def test_model_dir_chooses_the_model_folder(model_copy, photo_folder, capsys):
     assert json.loads(capsys.readouterr().out.split("model card:\n")[1])["version"] == "9.9.9-copy"
     assert main(["predict", "--json", "--engine", "onnx", "--model-dir", str(model_copy), str(photo_folder)]) == 1
     assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_the_model_dir_variable_chooses_the_model_folder_too(model_copy, monkeypatch, capsys):
+    card = json.loads((model_copy / "card.json").read_text())
+    (model_copy / "card.json").write_text(json.dumps({**card, "model_version": "2099.01.01+copy"}))
+    monkeypatch.setenv(MODEL_DIR_VARIABLE, str(model_copy))
+    assert main(["info", "--engine", "onnx"]) == 0
+    assert "model version: 2099.01.01+copy (SHA-256 " in capsys.readouterr().out
+
+
+def test_run_demo_hands_its_model_folder_to_the_page_server(model_copy, tmp_path):
+    """The page reads MUFFIN_V_CHIHUAHUA_MODEL_DIR (test_display_predictions_with_an_embedded_model): run-demo sets
+    it, absolute, in the environment of the Streamlit server it becomes (exec: the same process)."""
+    port, this_tree = free_port(), {**os.environ, "PYTHONPATH": str(ROOT)}  # run from tmp_path: a relative folder
+    command = [sys.executable, "-m", "muffin_v_chihuahua", "run-demo", "--model-dir", "model"]
+    options = ["--server.port", port, "--server.address", "127.0.0.1"]
+    with running([*command, *options], tmp_path / "log", cwd=tmp_path, env=this_tree) as server:
+        wait_for(f"http://127.0.0.1:{port}/_stcore/health", process=server)
+        environment = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+    assert f"{MODEL_DIR_VARIABLE}={model_copy.resolve()}".encode() in environment
 
 
 def test_a_truncated_model_card_is_one_line_naming_it(model_copy, photo_folder, capsys):

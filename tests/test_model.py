@@ -126,6 +126,15 @@ FRESH_PROCESS = textwrap.dedent(
 )
 
 
+def test_card_states_the_models_own_version_and_the_sha256_of_the_class_names(card):
+    names_file = MODEL_DIR / card["imagenet_class_names"]
+    assert card["imagenet_class_names_sha256"] == sha256_of(names_file)
+    assert card["model_version"] == builder.model_version(card) != card["version"]
+    assert card["model_version"].startswith(card["built_at"][:10].replace("-", ".") + "+")
+    changed = {**card, "files": {**card["files"], "onnx": {**card["files"]["onnx"], "sha256": "0" * 64}}}
+    assert builder.model_version(changed) != card["model_version"]  # another file, another version
+
+
 def test_saved_model_predicts_the_same_in_a_fresh_process(card, dataset_dir, tmp_path):
     names = ["chihuahua/1.jpg", "chihuahua/2.jpg", "muffin/100.jpg", "muffin/102.jpg"]
     batch = np.stack([images.decode((dataset_dir / name).read_bytes(), tuple(card["input_size"])) for name in names])

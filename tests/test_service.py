@@ -92,7 +92,7 @@ def test_health_names_the_model_the_engine_runs(service, engine):
     assert (
         health["model_sha256"] == hashlib.sha256(model_file.read_bytes()).hexdigest() == CARD["files"][engine]["sha256"]
     )
-    assert health["backbone"] == CARD["backbone"] and health["model_version"] == CARD["version"]
+    assert health["backbone"] == CARD["backbone"] and health["model_version"] == CARD["model_version"]
     assert health["input_size"] == CARD["input_size"]
     assert health["max_upload_mb"] == images.MAX_UPLOAD_MB
 

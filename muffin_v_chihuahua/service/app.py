@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from muffin_v_chihuahua import __version__, cpus, engines, images
+from muffin_v_chihuahua.classifier import model_dir_from_environment
 from muffin_v_chihuahua.service import admission, inference_protocol, observing
 from muffin_v_chihuahua.service.bodies import (
     ACCEPTED,
@@ -94,15 +95,22 @@ def create_app(
         raise ConfigurationError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     observing.configure(log_format)
     max_bytes = int(max_upload_mb * 1024 * 1024)
-    model = Model(engine, load_delay, model_dir)
+    model = Model(engine, load_delay, model_dir if model_dir is not None else model_dir_from_environment())
     metrics = Metrics(lambda: {**model.identity} if model.classifier is not None else None, __version__)
     # Inference and decoding run in worker threads, as many at once as this process has cores: more only
     # share the same cores (each ONNX Runtime call already uses them all) and hold more images. Measured on
     # 2 cores, 8 clients: 1 at once 24 req/s, 2 at once 32 req/s, 4 at once 28 req/s with twice the p99.
-    workers = anyio.CapacityLimiter(cpus.usable())
+    try:
+        cpu_count, cpu_reason = cpus.limit()  # the engine sizes its threads by the same count
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
+    workers = anyio.CapacityLimiter(cpu_count)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("uvicorn.error").info(
+            "CPUs: %d (%s): %d inference workers, as many ONNX Runtime threads", cpu_count, cpu_reason, cpu_count
+        )
         # A daemon thread: the port opens at once, and stopping during a load does not wait for it.
         threading.Thread(target=model.load, name="model-loader", daemon=True).start()
         yield
