@@ -9,10 +9,11 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn, Protocol
 
-from muffin_v_chihuahua import __version__, demo, engines, images
+from muffin_v_chihuahua import __version__, demo, engines, heatmaps, images
 from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
 
 PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
@@ -64,7 +65,20 @@ def read_photo(path: Path) -> bytes:
         return stream.read(images.MAX_UPLOAD_BYTES + 1)
 
 
-def predict(paths: list[Path], output: str, engine: str, model_dir: Path | None) -> int:
+def heatmap_file(folder: Path, path: Path) -> Path:
+    """Where --heatmap-dir puts a photo's overlay: its path as given, inside folder (no root, no '..'), + .png."""
+    inside = [part for part in path.parts if part not in (path.anchor, "..", ".")]
+    return folder.joinpath(*inside).with_name(f"{path.name}.png")
+
+
+def predict(
+    paths: list[Path],
+    output: str,
+    engine: str,
+    model_dir: Path | None,
+    heatmap: bool = False,
+    heatmap_dir: Path | None = None,
+) -> int:
     files = image_files(paths)
     classifier = Classifier(engine, model_dir)
     writer = OUTPUTS[output]()
@@ -74,13 +88,22 @@ def predict(paths: list[Path], output: str, engine: str, model_dir: Path | None)
         decoded = []
         for path in files[start : start + BATCH]:
             try:
-                decoded.append((path, images.decode(read_photo(path), classifier.input_size)))
+                picture = images.open_rgb(read_photo(path))
+                decoded.append((path, picture, images.to_array(picture, classifier.input_size)))
             except (images.ImageError, OSError) as error:
                 failures += 1
                 print(
                     f"muffin-v-chihuahua: skipped {path}: {getattr(error, 'strerror', None) or error}", file=sys.stderr
                 )
-        for (path, _), prediction in zip(decoded, classifier.predict([array for _, array in decoded]), strict=True):
+        predictions = classifier.predict([array for *_, array in decoded], heatmap=heatmap or heatmap_dir is not None)
+        for (path, picture, _), prediction in zip(decoded, predictions, strict=True):
+            if heatmap_dir is not None:
+                drawn = heatmap_file(heatmap_dir, path)
+                drawn.parent.mkdir(parents=True, exist_ok=True)
+                assert prediction.heatmap is not None  # asked for above
+                heatmaps.overlay(picture, prediction.heatmap).save(drawn, format="PNG")
+            if not heatmap:  # --heatmap-dir alone draws the heatmap without adding it to the output
+                prediction = replace(prediction, heatmap=None, heatmap_class=None)
             writer.write(str(path), prediction)
         if show_progress:
             done = min(start + BATCH, len(files))
@@ -222,6 +245,12 @@ def parser() -> argparse.ArgumentParser:
     classify.set_defaults(output="table")
     classify.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
     classify.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
+    classify.add_argument(
+        "--heatmap", action="store_true", help="add each photo's heatmap (where the model looked) to --json records"
+    )
+    classify.add_argument(
+        "--heatmap-dir", type=Path, metavar="DIR", help="write each photo with its heatmap overlaid, as DIR/<path>.png"
+    )
 
     describe = commands.add_parser("info", help="version, model card and demo photo counts")
     describe.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
@@ -244,7 +273,9 @@ def run_command(argv: list[str] | None) -> int:
     if args.command == "run-demo":
         return run_demo(extra, args.engine)
     if args.command == "predict":
-        return predict(args.paths, args.output, args.engine, args.model_dir)
+        if args.heatmap and args.output != "json":
+            parser().error("--heatmap adds the heatmap to --json records: add --json (or draw it with --heatmap-dir)")
+        return predict(args.paths, args.output, args.engine, args.model_dir, args.heatmap, args.heatmap_dir)
     if args.command == "serve":
         return serve(args.host, args.port, args.engine, args.model_dir)
     return info(args.engine, args.model_dir)
