@@ -48,7 +48,8 @@ class Prediction:
     reason: str | None = None  # why a photo is NEITHER, for a person
     # Where the model looked, when asked (predict(..., heatmap=True)): the class activation map of heatmap_class,
     # the class the head leant to (the verdict, or for NEITHER the class it was not), rows top to bottom over the
-    # whole photo; each value is that cell's share of the head's score for the class, negative ones as 0.
+    # whole photo; each value is the head's score for the class at that cell (the class's logit is the mean of
+    # the cells plus the head's bias), what pointed away from it as 0.
     heatmap: tuple[tuple[float, ...], ...] | None = None
     heatmap_class: str | None = None
 
