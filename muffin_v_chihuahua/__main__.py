@@ -11,12 +11,14 @@ import signal
 import sys
 from collections.abc import Callable, Generator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn, Protocol
 
 import numpy as np
+from PIL import Image
 
-from muffin_v_chihuahua import __version__, cpus, demo, engines, images
+from muffin_v_chihuahua import __version__, cpus, demo, engines, heatmaps, images
 from muffin_v_chihuahua.classifier import (
     MODEL_DIR_VARIABLE,
     Classifier,
@@ -84,15 +86,22 @@ def read_photo(path: Path) -> bytes:
         return stream.read(images.MAX_UPLOAD_BYTES + 1)
 
 
-def decoding(files: list[Path], size: tuple[int, int]) -> Generator[list[tuple[Path, Future[np.ndarray]]], None, None]:
-    """The files in batches of BATCH, in their order, each with its input array to come. When a batch is handed
-    out the next one is already decoding, and no more: two batches at most are held. Close it to stop early."""
+Decoded = tuple[Image.Image | None, np.ndarray]  # (the upright photo, if kept; the model's input array)
+
+
+def decoding(
+    files: list[Path], size: tuple[int, int], keep_pictures: bool
+) -> Generator[list[tuple[Path, Future[Decoded]]], None, None]:
+    """The files in batches of BATCH, in their order, each with its input array to come (and its upright photo when
+    keep_pictures). When a batch is handed out the next one is already decoding, and no more: two batches at most
+    are held. Close it to stop early."""
     pool = ThreadPoolExecutor(DECODERS, thread_name_prefix="decode")
 
-    def decode(path: Path) -> np.ndarray:
-        return images.decode(read_photo(path), size)
+    def decode(path: Path) -> Decoded:
+        picture = images.open_rgb(read_photo(path), size)
+        return (picture if keep_pictures else None), images.to_array(picture, size)
 
-    def submit(batch: list[Path]) -> list[tuple[Path, Future[np.ndarray]]]:
+    def submit(batch: list[Path]) -> list[tuple[Path, Future[Decoded]]]:
         return [(path, pool.submit(decode, path)) for path in batch]
 
     try:
@@ -124,27 +133,48 @@ class Progress:
             print("\r" + self.drawn, end="", file=sys.stderr, flush=True)
 
 
-def predict(paths: list[Path], output: str, engine: str, model_dir: Path | None) -> int:
+def heatmap_file(folder: Path, path: Path) -> Path:
+    """Where --heatmap-dir puts a photo's overlay: its path as given, inside folder (no root, no '..'), + .png."""
+    inside = [part for part in path.parts if part not in (path.anchor, "..", ".")]
+    return folder.joinpath(*inside).with_name(f"{path.name}.png")
+
+
+def predict(
+    paths: list[Path],
+    output: str,
+    engine: str,
+    model_dir: Path | None,
+    heatmap: bool = False,
+    heatmap_dir: Path | None = None,
+) -> int:
     files = image_files(paths)
     classifier = Classifier(engine, model_dir)
     writer = OUTPUTS[output]()
     failures = 0
     # On a terminal only, where it is redrawn in place; not into a log, and not for a run of one batch.
     progress = Progress(len(files), shown=sys.stderr.isatty() and len(files) > BATCH)
-    with contextlib.closing(decoding(files, classifier.input_size)) as batches:
+    with contextlib.closing(decoding(files, classifier.input_size, keep_pictures=heatmap_dir is not None)) as batches:
         for batch in batches:
             decoded = []
             for path, pending in batch:
                 try:
-                    decoded.append((path, pending.result()))
+                    decoded.append((path, *pending.result()))
                 except (images.ImageError, OSError) as error:
                     failures += 1
                     progress.clear()
                     reason = getattr(error, "strerror", None) or error
                     print(f"muffin-v-chihuahua: skipped {path}: {reason}", file=sys.stderr)
-            predictions = classifier.predict([array for _, array in decoded])
+            arrays = [array for *_, array in decoded]
+            predictions = classifier.predict(arrays, heatmap=heatmap or heatmap_dir is not None)
             progress.clear()
-            for (path, _), prediction in zip(decoded, predictions, strict=True):
+            for (path, picture, _), prediction in zip(decoded, predictions, strict=True):
+                if heatmap_dir is not None:
+                    drawn = heatmap_file(heatmap_dir, path)
+                    drawn.parent.mkdir(parents=True, exist_ok=True)
+                    assert picture is not None and prediction.heatmap is not None  # both asked for above
+                    heatmaps.overlay(picture, prediction.heatmap).save(drawn, format="PNG")
+                if not heatmap:  # --heatmap-dir alone draws the heatmap without adding it to the output
+                    prediction = replace(prediction, heatmap=None, heatmap_class=None)
                 writer.write(str(path), prediction)
             progress.count(len(batch))
     progress.clear()
@@ -293,6 +323,12 @@ def parser() -> argparse.ArgumentParser:
     classify.set_defaults(output="table")
     classify.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
     classify.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
+    classify.add_argument(
+        "--heatmap", action="store_true", help="add each photo's heatmap (where the model looked) to --json records"
+    )
+    classify.add_argument(
+        "--heatmap-dir", type=Path, metavar="DIR", help="write each photo with its heatmap overlaid, as DIR/<path>.png"
+    )
 
     describe = commands.add_parser("info", help="version, model card and demo photo counts")
     describe.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
@@ -315,7 +351,9 @@ def run_command(argv: list[str] | None) -> int:
     if args.command == "run-demo":
         return run_demo(extra, args.engine, args.model_dir)
     if args.command == "predict":
-        return predict(args.paths, args.output, args.engine, args.model_dir)
+        if args.heatmap and args.output != "json":
+            parser().error("--heatmap adds the heatmap to --json records: add --json (or draw it with --heatmap-dir)")
+        return predict(args.paths, args.output, args.engine, args.model_dir, args.heatmap, args.heatmap_dir)
     if args.command == "serve":
         return serve(args.host, args.port, args.engine, args.model_dir)
     return info(args.engine, args.model_dir)

@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,9 +49,21 @@ class Prediction:
     # verdict's support, or for NEITHER how little the photo looks like the class the head leant to.
     evidence: float
     reason: str | None = None  # why a photo is NEITHER, for a person
+    # Where the model looked, when asked (predict(..., heatmap=True)): the class activation map of heatmap_class,
+    # the class the head leant to (the verdict, or for NEITHER the class it was not), rows top to bottom over the
+    # whole photo; each value is the head's score for the class at that cell (the class's logit is the mean of
+    # the cells plus the head's bias), what pointed away from it as 0.
+    heatmap: tuple[tuple[float, ...], ...] | None = None
+    heatmap_class: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready dict; the heatmap keys only when it was asked for (rows as lists)."""
+        data = asdict(self)
+        if self.heatmap is None:
+            del data["heatmap"], data["heatmap_class"]
+        else:
+            data["heatmap"] = [list(row) for row in self.heatmap]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Prediction:
@@ -62,6 +74,8 @@ class Prediction:
             imagenet=tuple(Label(str(label["name"]), float(label["probability"])) for label in data["imagenet"]),
             evidence=float(data["evidence"]),
             reason=data.get("reason"),
+            heatmap=None if data.get("heatmap") is None else tuple(tuple(map(float, row)) for row in data["heatmap"]),
+            heatmap_class=data.get("heatmap_class"),
         )
 
 
@@ -96,12 +110,16 @@ class Classifier:
     def engine(self) -> str:
         return self._engine.name
 
-    def predict(self, batch: Sequence[npt.NDArray[np.float32]]) -> list[Prediction]:
-        """Model input arrays (see images.decode with `input_size`) -> one Prediction each."""
+    def predict(self, batch: Sequence[npt.NDArray[np.float32]], heatmap: bool = False) -> list[Prediction]:
+        """Model input arrays (see images.decode with `input_size`) -> one Prediction each, with its heatmap if
+        asked (the model computes it anyway; carrying it costs a few hundred bytes a photo)."""
         if len(batch) == 0:
             return []
-        imagenet, verdict = self._engine.run(self._stack(batch))
-        return [self._prediction(i, v) for i, v in zip(imagenet, verdict, strict=True)]
+        outputs = self._engine.run(self._stack(batch))
+        return [
+            self._prediction(imagenet, verdict, maps if heatmap else None)
+            for imagenet, verdict, maps in zip(*outputs, strict=True)
+        ]
 
     def _card_entry(self, *keys: str) -> Any:
         """card[keys[0]][keys[1]]...; a card without it raises ModelFilesError naming the entry."""
@@ -119,13 +137,23 @@ class Classifier:
                 raise ValueError(f"expected an array of shape {expected}, got {array.shape}")
         return np.ascontiguousarray(np.stack(batch), dtype=np.float32)
 
-    def _prediction(self, imagenet: npt.NDArray[np.float32], verdict: npt.NDArray[np.float32]) -> Prediction:
+    def _prediction(
+        self,
+        imagenet: npt.NDArray[np.float32],
+        verdict: npt.NDArray[np.float32],
+        maps: npt.NDArray[np.float32] | None,
+    ) -> Prediction:
         top = np.argsort(imagenet)[::-1][:TOP_LABELS]
         labels = tuple(Label(self._imagenet_names[i], float(imagenet[i])) for i in top)
         best = int(np.argmax(verdict))
         judged = self._rule.judge(imagenet, self._class_names[best])
         probability = None if judged.verdict == NEITHER else float(verdict[best])
-        return Prediction(judged.verdict, probability, labels, judged.evidence, judged.reason)
+        prediction = Prediction(judged.verdict, probability, labels, judged.evidence, judged.reason)
+        if maps is None:
+            return prediction
+        # What pointed away from the class (negative) is not where the model looked for it: 0, as in Grad-CAM.
+        grid = tuple(tuple(float(value) for value in row) for row in np.maximum(maps[:, :, best], 0))
+        return replace(prediction, heatmap=grid, heatmap_class=self._class_names[best])
 
 
 def model_dir_from_environment() -> Path | None:

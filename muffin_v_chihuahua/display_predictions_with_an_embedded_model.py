@@ -18,11 +18,13 @@ from typing import Any, Protocol
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
-from muffin_v_chihuahua import __version__, demo, engines, images, remote
+from muffin_v_chihuahua import __version__, demo, engines, heatmaps, images, remote
 from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction, model_dir_from_environment
 
 DEMO_COUNT = 3
+OVERLAY_SIDE = 1024  # px: the overlay is drawn on a copy no larger than a column shows it
 
 
 class Model(Protocol):
@@ -34,7 +36,7 @@ class Model(Protocol):
     def engine(self) -> str: ...
     @property
     def input_size(self) -> tuple[int, int]: ...
-    def predict(self, batch: Sequence[np.ndarray]) -> list[Prediction]: ...
+    def predict(self, batch: Sequence[np.ndarray], heatmap: bool = False) -> list[Prediction]: ...
 
 
 EMOJI = {"chihuahua": "🐶", "muffin": "🍪", "neither": "🤷"}
@@ -84,21 +86,30 @@ def show_prediction(prediction: Prediction, truth: str | None = None) -> None:
     st.caption(f"ImageNet: {labels} · evidence {prediction.evidence:.0%}", help=EVIDENCE_HELP)
 
 
-def show_demo(classifier: Model) -> None:
+def shown(picture: Image.Image, prediction: Prediction, caption: str) -> tuple[Image.Image, str]:
+    """The picture and caption to show: with the heatmap overlaid when the prediction carries one."""
+    if prediction.heatmap is None:
+        return picture, caption
+    looked = heatmaps.overlay(picture, prediction.heatmap, longest_side=OVERLAY_SIDE)
+    return looked, f"{caption} · where the model looked for a {prediction.heatmap_class}"
+
+
+def show_demo(classifier: Model, heatmap: bool) -> None:
     st.subheader("Three demo photos")
     st.button("Shuffle & predict", on_click=shuffle_demo_photos, type="primary")
     if "demo_photos" not in st.session_state:
         shuffle_demo_photos()
     photos = st.session_state.demo_photos
     pictures = [images.open_rgb(photo.file.read_bytes(), classifier.input_size) for photo in photos]
-    predictions = classifier.predict([images.to_array(p, classifier.input_size) for p in pictures])
+    predictions = classifier.predict([images.to_array(p, classifier.input_size) for p in pictures], heatmap)
     for column, photo, picture, prediction in zip(st.columns(DEMO_COUNT), photos, pictures, predictions, strict=True):
         with column:
-            st.image(picture, caption=f"{photo.name} (true label: {photo.label})", width="stretch")
+            image, caption = shown(picture, prediction, f"{photo.name} (true label: {photo.label})")
+            st.image(image, caption=caption, width="stretch")
             show_prediction(prediction, truth=photo.label)
 
 
-def show_uploads(classifier: Model) -> None:
+def show_uploads(classifier: Model, heatmap: bool) -> None:
     st.subheader("Your own photos")
     limit_mb = min(st.get_option("server.maxUploadSize"), images.MAX_UPLOAD_MB)
     # No `type=` filter: Streamlit would refuse other names with a traceback; the decoder judges the
@@ -112,9 +123,10 @@ def show_uploads(classifier: Model) -> None:
         except images.ImageError as error:
             st.error(f"{upload.name}: {error}")
             continue
-        [prediction] = classifier.predict([images.to_array(picture, classifier.input_size)])
+        [prediction] = classifier.predict([images.to_array(picture, classifier.input_size)], heatmap)
         left, right = st.columns([1, 2])
-        left.image(picture, caption=upload.name, width="stretch")
+        image, caption = shown(picture, prediction, upload.name)
+        left.image(image, caption=caption, width="stretch")
         with right:
             show_prediction(prediction)
 
@@ -155,9 +167,13 @@ except (engines.EngineUnavailable, ModelFilesError) as error:
 except remote.ServiceError as error:
     show_service_error(error)
     st.stop()
+heatmap = st.toggle(
+    "Show where the model looked",
+    help="Colours each photo by how much each part of it counted towards the verdict (a class activation map)",
+)
 try:
-    show_demo(model)
-    show_uploads(model)
+    show_demo(model, heatmap)
+    show_uploads(model, heatmap)
     show_model_card(model)
 except remote.ServiceError as error:  # the service went away after the page connected to it
     show_service_error(error)

@@ -3,7 +3,11 @@ with its embedded model and as the front end of the model service (INFERENCE_URL
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests import corpus
 from tests.conftest import ROOT
@@ -80,6 +84,63 @@ def test_a_good_upload_gets_a_verdict_and_a_bad_one_an_error_while_the_page_work
     wait_for_verdicts(page, 4)
     wait_for_pictures(page, 4)
     page.screenshot(path=ARTIFACTS / "page-uploads.png", full_page=True)
+    page.close()
+
+
+LOOKED = "where the model looked"  # in a photo's caption while the overlay is on
+TOGGLE = "Show where the model looked"
+
+
+def pictures(page) -> list:
+    """Each photo on the page (demo and uploads) as an RGB array, as the browser draws it."""
+    return [
+        np.asarray(Image.open(io.BytesIO(image.screenshot())).convert("RGB"), dtype=np.float32)
+        for image in page.locator("[data-testid=stImage] img").all()
+    ]
+
+
+def toggle_overlay(page, count: int, on: bool) -> None:
+    """Click the toggle; wait until `count` photos show (or no longer show) the overlay, and are drawn."""
+    sources = page.locator("[data-testid=stImage] img").evaluate_all("images => images.map(i => i.src)")
+    page.get_by_text(TOGGLE).click()
+    page.wait_for_function(
+        """([looked, count, on, before]) => {
+            const captions = [...document.querySelectorAll('[data-testid=stImageCaption]')].map(c => c.innerText);
+            const images = [...document.querySelectorAll('[data-testid=stImage] img')];
+            return captions.filter(t => t.includes(looked)).length === (on ? count : 0) && images.length === count
+                && images.every((image, i) => image.src !== before[i] && image.complete && image.naturalWidth > 0);
+        }""",
+        arg=[LOOKED, count, on, sources],
+        timeout=60_000,
+    )
+
+
+def test_the_overlay_toggles_on_and_off_for_the_demo_and_an_upload(browser, demo_url):
+    url, _ = demo_url
+    page = open_page(browser, url)
+    upload(page, ("my-photo.jpg", corpus.DATASET_PHOTO.read_bytes()))
+    wait_for_verdicts(page, 4)
+    wait_for_pictures(page, 4)
+    shown, plain = verdicts(page), pictures(page)
+    captions = page.locator("[data-testid=stImageCaption]").all_inner_texts()
+    assert len(captions) == 4 and not any(LOOKED in caption for caption in captions)  # off by default
+
+    toggle_overlay(page, 4, on=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "page-heatmap-on.png", full_page=True)
+    overlaid = pictures(page)
+    assert verdicts(page) == shown  # the same verdicts, only the pictures change
+    for before, after in zip(plain, overlaid, strict=True):
+        assert before.shape == after.shape and np.abs(after - before).mean() > 10
+        # The photo still shows through: the overlay follows its light and dark.
+        assert np.corrcoef(before.mean(axis=2).ravel(), after.mean(axis=2).ravel())[0, 1] > 0.5
+
+    toggle_overlay(page, 4, on=False)
+    page.screenshot(path=ARTIFACTS / "page-heatmap-off.png", full_page=True)
+    assert verdicts(page) == shown
+    for before, again in zip(plain, pictures(page), strict=True):
+        assert np.abs(again - before).mean() < 1  # the photos as they were
+    assert "Traceback" not in page.content()
     page.close()
 
 

@@ -138,3 +138,22 @@ def test_every_corpus_case_gets_a_verdict_or_an_error_naming_it_and_the_page_kee
         assert "Traceback" not in error
     page.button[0].click().run()  # and the page still works
     assert not page.exception and len(verdicts(page)) == 3 + len(good)
+
+
+def test_the_overlay_toggle_captions_every_photo_with_the_class_the_model_looked_for(page):
+    from builders.neither import negative_photos
+
+    page.file_uploader[0].set_value([("my-cat.png", negative_photos()["cat"], "image/png")])
+    page.run()
+    [toggle] = page.toggle
+    assert toggle.value is False and not any("where the model looked" in c for c in image_captions(page))
+    toggle.set_value(True).run()
+    assert not page.exception
+    captions = image_captions(page)
+    assert len(captions) == 4 and all(" · where the model looked for a " in caption for caption in captions)
+    # The cat is neither: its overlay is for the class the head leant to, as its reason says.
+    leant = captions[-1].rsplit(" ", 1)[-1]
+    assert captions[-1].startswith("my-cat.png") and verdicts(page)[-1].startswith("**neither**")
+    assert any(m.value.endswith(f", not a {leant}_") for m in page.markdown)
+    page.toggle[0].set_value(False).run()
+    assert not any("where the model looked" in caption for caption in image_captions(page))

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -74,6 +75,41 @@ def test_predict_json_gives_one_object_per_line(photo_folder, capsys, classifier
     result = json.loads(line)
     assert result["path"] == str(photo)
     assert_same_prediction(Prediction.from_dict(result), expected_prediction(classifier, photo))
+
+
+def test_predict_json_has_no_heatmap_unless_asked_and_with_heatmap_a_list_of_rows(photo_folder, capsys, classifier):
+    photo = photo_folder / "chihuahua-a.jpg"
+    assert main(["predict", "--json", "--engine", classifier.engine, str(photo)]) == 0
+    assert "heatmap" not in json.loads(capsys.readouterr().out)
+    assert main(["predict", "--json", "--heatmap", "--engine", classifier.engine, str(photo)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    [expected] = classifier.predict([images.decode(photo.read_bytes(), classifier.input_size)], heatmap=True)
+    assert record["heatmap_class"] == expected.heatmap_class == "chihuahua"
+    assert isinstance(record["heatmap"], list) and all(isinstance(row, list) for row in record["heatmap"])
+    np.testing.assert_allclose(record["heatmap"], expected.heatmap, atol=1e-4, strict=False)
+
+
+def test_heatmap_without_json_is_a_usage_error(photo_folder, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["predict", "--heatmap", str(photo_folder / "muffin-a.jpg")])
+    assert raised.value.code == 2 and "--heatmap adds the heatmap to --json records" in capsys.readouterr().err
+
+
+def test_heatmap_dir_writes_each_photo_with_its_heatmap_overlaid(photo_folder, tmp_path, capsys, classifier):
+    drawn = tmp_path / "heatmaps"
+    assert main(["predict", "--heatmap-dir", str(drawn), "--engine", classifier.engine, str(photo_folder)]) == 1
+    assert "heatmap" not in capsys.readouterr().out  # the table is as it was
+    written = sorted(path.relative_to(drawn) for path in drawn.rglob("*.png"))
+    inside = photo_folder.relative_to(photo_folder.anchor)
+    assert written == sorted(
+        inside / name
+        for name in ("chihuahua-a.jpg.png", "muffin-a.jpg.png", "nested/chihuahua-b.jpg.png", "nested/muffin-b.jpg.png")
+    )  # the bad file has none
+    for path in written:
+        photo = photo_folder / str(path.relative_to(inside)).removesuffix(".png")
+        with Image.open(drawn / path) as overlay, Image.open(photo) as original:
+            assert overlay.format == "PNG" and overlay.size == original.size
+            assert np.abs(np.asarray(overlay, float) - np.asarray(original.convert("RGB"), float)).mean() > 5
 
 
 def test_predict_csv_has_a_header_and_a_row_per_photo(photo_folder, capsys, classifier):

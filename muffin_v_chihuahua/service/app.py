@@ -196,6 +196,7 @@ def create_app(
     @app.post(
         "/predict",
         response_model=Predictions,
+        response_model_exclude_unset=True,  # the heatmap keys only when asked for: to_dict leaves them out
         openapi_extra={"requestBody": PREDICT_BODY},
         responses={
             413: {"model": Problem, "description": "an image or the request is too large, or too many images"},
@@ -210,6 +211,7 @@ def create_app(
     async def predict(
         request: Request,
         filename: str = Query("request body", description="the name to report for a raw-body image"),
+        heatmap: bool = Query(False, description="add each photo's heatmap: where the model looked"),
     ) -> dict[str, Any] | JSONResponse:
         """Classify images: multipart/form-data files under `files` (up to the service's `max_files`), or one
         image as the raw body with its content type (image/jpeg, image/png, image/webp, image/gif, ...)."""
@@ -241,7 +243,7 @@ def create_app(
             check_type(upload)
         try:
             predictions = await anyio.to_thread.run_sync(
-                classify, classifier, uploads, metrics.inferred, limiter=workers
+                classify, classifier, uploads, metrics.inferred, heatmap, limiter=workers
             )
         except Undecodable as undecodable:
             status = STATUS_BY_KIND[undecodable.errors[0][1].kind]  # the first bad file's
