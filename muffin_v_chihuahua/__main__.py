@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, Protocol
 
-from muffin_v_chihuahua import __version__, demo, engines, images
+from muffin_v_chihuahua import __version__, demo, engines, images, verdicts_csv
 from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
 
 PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
@@ -133,24 +133,10 @@ class JsonLinesOutput:
 class CsvOutput:
     def __init__(self) -> None:
         self.writer = csv.writer(sys.stdout)
-        self.writer.writerow(
-            ["path", "verdict", "probability", "evidence", "top1", "top1_probability", "top2", "top3", "reason"]
-        )
+        self.writer.writerow(verdicts_csv.HEADER)
 
     def write(self, path: str, prediction: Prediction) -> None:
-        first, *others = prediction.imagenet
-        self.writer.writerow(
-            [
-                path,
-                prediction.verdict,
-                "" if prediction.probability is None else f"{prediction.probability:.6f}",
-                f"{prediction.evidence:.6f}",
-                first.name,
-                f"{first.probability:.6f}",
-                *(label.name for label in others),
-                prediction.reason or "",
-            ]
-        )
+        self.writer.writerow(verdicts_csv.row(path, prediction))
 
     def close(self) -> None:
         sys.stdout.flush()
