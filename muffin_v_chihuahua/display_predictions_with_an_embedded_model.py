@@ -12,27 +12,17 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
 
-import numpy as np
 import streamlit as st
+from PIL import Image
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from muffin_v_chihuahua import __version__, demo, engines, images, remote
+from muffin_v_chihuahua import __version__, demo, engines, images, prediction_slots, remote, verdicts_csv
 from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
+from muffin_v_chihuahua.photo_predictions import Model, Result, predict_photos, shared_cache
 
 DEMO_COUNT = 3
-
-
-class Model(Protocol):
-    """What the page asks of a model: the embedded Classifier and remote.RemoteClassifier both answer it."""
-
-    @property
-    def card(self) -> dict[str, Any]: ...
-    @property
-    def engine(self) -> str: ...
-    @property
-    def input_size(self) -> tuple[int, int]: ...
-    def predict(self, batch: Sequence[np.ndarray]) -> list[Prediction]: ...
+CSV_FILE = "muffin-v-chihuahua-verdicts.csv"
 
 
 EMOJI = {"chihuahua": "🐶", "muffin": "🍪", "neither": "🤷"}
@@ -82,39 +72,81 @@ def show_prediction(prediction: Prediction, truth: str | None = None) -> None:
     st.caption(f"ImageNet: {labels} · evidence {prediction.evidence:.0%}", help=EVIDENCE_HELP)
 
 
+def predicted(model: Model, photos: Sequence[bytes], section: str) -> list[Result] | None:
+    """One result per photo (photo_predictions: new ones in one batch, each content once), or None after saying
+    that the model is busy, with a button to ask again."""
+    slots, wait = prediction_slots.from_environment()
+    try:
+        return predict_photos(model, photos, shared_cache(), slots, wait)
+    except prediction_slots.Busy as error:
+        st.warning(f"No predictions: {error}.")
+        st.button("Try again", key=f"try-again-{section}")
+        return None
+
+
+def show_photo(picture: Image.Image, caption: str) -> None:
+    st.image(picture, caption=caption, width="stretch")
+
+
 def show_demo(classifier: Model) -> None:
     st.subheader("Three demo photos")
     st.button("Shuffle & predict", on_click=shuffle_demo_photos, type="primary")
     if "demo_photos" not in st.session_state:
         shuffle_demo_photos()
     photos = st.session_state.demo_photos
-    pictures = [images.open_rgb(photo.file.read_bytes()) for photo in photos]
-    predictions = classifier.predict([images.to_array(p, classifier.input_size) for p in pictures])
-    for column, photo, picture, prediction in zip(st.columns(DEMO_COUNT), photos, pictures, predictions, strict=True):
+    results = predicted(classifier, [photo.file.read_bytes() for photo in photos], "demo")
+    if results is None:
+        return
+    # Columns stack on a narrow screen (Streamlit puts them one under the other below 640 px).
+    for column, photo, result in zip(st.columns(DEMO_COUNT), photos, results, strict=True):
         with column:
-            st.image(picture, caption=f"{photo.name} (true label: {photo.label})", width="stretch")
-            show_prediction(prediction, truth=photo.label)
+            if isinstance(result, images.ImageError):
+                st.error(f"{photo.name}: {result}")
+                continue
+            show_photo(result.picture, f"{photo.name} (true label: {photo.label})")
+            show_prediction(result.prediction, truth=photo.label)
+
+
+def chosen_photos() -> list[UploadedFile]:
+    """The uploads, then the camera's photo, if any: the uploader and the camera side by side (stacked on a phone)."""
+    limit_mb = min(st.get_option("server.maxUploadSize"), images.MAX_UPLOAD_MB)
+    uploader, camera = st.columns(2)
+    # No `type=` filter: Streamlit would refuse other names with a traceback; the decoder judges the
+    # content instead and names the file and the reason.
+    uploads = uploader.file_uploader(
+        f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {limit_mb} MB each", accept_multiple_files=True
+    )
+    # The camera starts only when asked: rendering st.camera_input asks the browser for the camera at once.
+    with camera:
+        photo = st.camera_input("Take a photo") if st.toggle("📷 Use the camera") else None
+    return [*(uploads or []), *([photo] if photo is not None else [])]
 
 
 def show_uploads(classifier: Model) -> None:
     st.subheader("Your own photos")
-    limit_mb = min(st.get_option("server.maxUploadSize"), images.MAX_UPLOAD_MB)
-    # No `type=` filter: Streamlit would refuse other names with a traceback; the decoder judges the
-    # content instead and names the file and the reason.
-    uploads = st.file_uploader(
-        f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {limit_mb} MB each", accept_multiple_files=True
-    )
-    for upload in uploads or []:
-        try:
-            picture = images.open_rgb(upload.getvalue())
-        except images.ImageError as error:
-            st.error(f"{upload.name}: {error}")
+    files = chosen_photos()
+    results = predicted(classifier, [file.getvalue() for file in files], "uploads") if files else None
+    if results is None:
+        return
+    verdicts = []
+    for file, result in zip(files, results, strict=True):
+        if isinstance(result, images.ImageError):
+            st.error(f"{file.name}: {result}")
             continue
-        [prediction] = classifier.predict([images.to_array(picture, classifier.input_size)])
         left, right = st.columns([1, 2])
-        left.image(picture, caption=upload.name, width="stretch")
+        with left:
+            show_photo(result.picture, file.name)
         with right:
-            show_prediction(prediction)
+            show_prediction(result.prediction)
+        verdicts.append((file.name, result.prediction))
+    if verdicts:
+        st.download_button(
+            "Download these verdicts (CSV)",
+            verdicts_csv.text(verdicts),
+            file_name=CSV_FILE,
+            mime="text/csv",
+            on_click="ignore",  # a download changes nothing on the page: no rerun
+        )
 
 
 def show_model_card(classifier: Model) -> None:
@@ -143,11 +175,12 @@ st.title("Muffin 🍪 or chihuahua 🐶")
 inference_url = os.environ.get(remote.URL_VARIABLE, "").strip()
 model: Model
 try:
+    prediction_slots.from_environment()  # a bad setting is said once, up front, not in each section
     if inference_url:
         model = connect_to_service(inference_url)
     else:
         model = load_classifier(os.environ.get(engines.ENGINE_VARIABLE, "auto"))
-except (engines.EngineUnavailable, ModelFilesError) as error:
+except (engines.EngineUnavailable, ModelFilesError, prediction_slots.SettingError) as error:
     st.error(f"The model cannot run here: {error}")
     st.stop()
 except remote.ServiceError as error:
