@@ -1,7 +1,9 @@
-"""The Streamlit page: demo photos and uploads, each with the model's verdict.
+"""The Streamlit page: demo photos, uploads and a camera photo, each with the model's verdict; the uploads'
+verdicts as CSV.
 
 Started by `muffin-v-chihuahua run-demo` (python -m streamlit run <this file>). Streamlit reruns this
-script on every interaction; the model is loaded once per process by st.cache_resource.
+script on every interaction; the model is loaded once per process by st.cache_resource, and photo_predictions
+predicts only the photos it has not seen, a bounded number at once (prediction_slots).
 With INFERENCE_URL set, the page is a front end: the service there (`muffin-v-chihuahua serve`) predicts.
 """
 
@@ -23,8 +25,6 @@ from muffin_v_chihuahua.photo_predictions import Model, Result, predict_photos, 
 
 DEMO_COUNT = 3
 CSV_FILE = "muffin-v-chihuahua-verdicts.csv"
-
-
 EMOJI = {"chihuahua": "🐶", "muffin": "🍪", "neither": "🤷"}
 EVIDENCE_HELP = (
     "Evidence: how much of ImageNet's probability lies on what the dataset's photos of the head's class look like "
