@@ -18,7 +18,7 @@ from typing import NoReturn, Protocol
 import numpy as np
 from PIL import Image
 
-from muffin_v_chihuahua import __version__, cpus, demo, engines, heatmaps, images
+from muffin_v_chihuahua import __version__, cpus, demo, engines, heatmaps, images, verdicts_csv
 from muffin_v_chihuahua.classifier import (
     MODEL_DIR_VARIABLE,
     Classifier,
@@ -226,24 +226,10 @@ class JsonLinesOutput:
 class CsvOutput:
     def __init__(self) -> None:
         self.writer = csv.writer(sys.stdout)
-        self.writer.writerow(
-            ["path", "verdict", "probability", "evidence", "top1", "top1_probability", "top2", "top3", "reason"]
-        )
+        self.writer.writerow(verdicts_csv.HEADER)
 
     def write(self, path: str, prediction: Prediction) -> None:
-        first, *others = prediction.imagenet
-        self.writer.writerow(
-            [
-                path,
-                prediction.verdict,
-                "" if prediction.probability is None else f"{prediction.probability:.6f}",
-                f"{prediction.evidence:.6f}",
-                first.name,
-                f"{first.probability:.6f}",
-                *(label.name for label in others),
-                prediction.reason or "",
-            ]
-        )
+        self.writer.writerow(verdicts_csv.row(path, prediction))
 
     def close(self) -> None:
         sys.stdout.flush()

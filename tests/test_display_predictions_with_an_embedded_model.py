@@ -1,14 +1,16 @@
-"""The Streamlit page, run by Streamlit's AppTest: demo verdicts, shuffle, good and bad uploads, model card."""
+"""The Streamlit page, run by Streamlit's AppTest: demo verdicts, shuffle, good and bad uploads, the camera, the
+CSV download, the bound on predictions at once, model card."""
 
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image, PngImagePlugin
 from streamlit.testing.v1 import AppTest
 
 import muffin_v_chihuahua
-from muffin_v_chihuahua import engines
+from muffin_v_chihuahua import engines, prediction_slots
 from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE
 from tests import corpus
 from tests.conftest import PACKAGE
@@ -36,6 +38,13 @@ def image_captions(app: AppTest) -> list[str]:
 
 def demo_captions(app: AppTest) -> list[str]:
     return [caption for caption in image_captions(app) if "true label" in caption]
+
+
+def photo_never_seen(tag: str) -> bytes:
+    """The dataset photo as a PNG whose bytes no other test sends: the process-wide cache cannot know it."""
+    text = PngImagePlugin.PngInfo()
+    text.add_text("test", tag)
+    return corpus.encode(Image.open(corpus.DATASET_PHOTO), "PNG", pnginfo=text)
 
 
 def test_title_and_three_demo_photos_with_verdicts(page):
@@ -145,7 +154,7 @@ def test_the_overlay_toggle_captions_every_photo_with_the_class_the_model_looked
 
     page.file_uploader[0].set_value([("my-cat.png", negative_photos()["cat"], "image/png")])
     page.run()
-    [toggle] = page.toggle
+    toggle = page.toggle(key="heatmap")
     assert toggle.value is False and not any("where the model looked" in c for c in image_captions(page))
     toggle.set_value(True).run()
     assert not page.exception
@@ -155,5 +164,56 @@ def test_the_overlay_toggle_captions_every_photo_with_the_class_the_model_looked
     leant = captions[-1].rsplit(" ", 1)[-1]
     assert captions[-1].startswith("my-cat.png") and verdicts(page)[-1].startswith("**neither**")
     assert any(m.value.endswith(f", not a {leant}_") for m in page.markdown)
-    page.toggle[0].set_value(False).run()
+    page.toggle(key="heatmap").set_value(False).run()
     assert not any("where the model looked" in caption for caption in image_captions(page))
+
+
+def test_the_camera_starts_when_asked_and_its_photo_gets_a_verdict_after_the_uploads(page):
+    assert not page.camera_input  # no camera (nor the browser's permission prompt) until asked
+    page.toggle(key="camera").set_value(True).run()
+    page.file_uploader[0].set_value([("mine.jpg", corpus.DATASET_PHOTO.read_bytes(), "image/jpeg")])
+    page.camera_input[0].set_value(("camera.jpg", corpus.DATASET_PHOTO.read_bytes(), "image/jpeg"))
+    page.run()
+    assert not page.exception
+    assert [c for c in image_captions(page) if "true label" not in c] == ["mine.jpg", "camera.jpg"]
+    assert verdicts(page)[-1].startswith("**chihuahua**")
+
+
+def test_a_download_button_appears_once_an_upload_has_a_verdict(page):
+    assert not page.download_button
+    page.file_uploader[0].set_value([("broken.jpg", b"not a photo", "image/jpeg")])
+    page.run()
+    assert not page.download_button  # an error is not a verdict
+    page.file_uploader[0].set_value([("mine.jpg", corpus.DATASET_PHOTO.read_bytes(), "image/jpeg")])
+    page.run()
+    [button] = page.download_button
+    assert button.label == "Download these verdicts (CSV)"
+
+
+def test_when_every_prediction_slot_is_taken_a_new_photo_is_told_busy_and_try_again_predicts_it(
+    page, engine, monkeypatch
+):
+    monkeypatch.setenv(prediction_slots.SLOTS_VARIABLE, "1")
+    monkeypatch.setenv(prediction_slots.WAIT_VARIABLE, "0")
+    slots = prediction_slots.shared(1)  # the page's own: the process-wide semaphore of that size
+    with slots.held(wait=0):  # another session predicts
+        page.file_uploader[0].set_value([("new.png", photo_never_seen(f"busy {engine}"), "image/png")])
+        page.run()
+        assert not page.exception
+        [busy] = page.warning
+        assert busy.value.startswith("No predictions: the model is busy with other visitors' photos (1 at once)")
+        assert len(verdicts(page)) == 3  # the demo photos' verdicts were known: they needed no slot
+    page.button(key="try-again-uploads").click().run()
+    assert not page.warning and len(verdicts(page)) == 4
+
+
+def test_a_rerun_does_not_predict_the_same_photo_again(page, engine, monkeypatch):
+    page.file_uploader[0].set_value([("new.png", photo_never_seen(f"rerun {engine}"), "image/png")])
+    page.run()
+    assert len(verdicts(page)) == 4
+    monkeypatch.setenv(prediction_slots.SLOTS_VARIABLE, "1")
+    monkeypatch.setenv(prediction_slots.WAIT_VARIABLE, "0")
+    with prediction_slots.shared(1).held(wait=0):  # a prediction now would be refused as busy
+        page.run()  # a rerun, as any click makes, with the same upload and demo photos
+        assert not page.exception and not page.warning
+        assert len(verdicts(page)) == 4 and "new.png" in image_captions(page)
