@@ -26,9 +26,9 @@ class CountingModel:
         self.model_sha256 = model_sha256 or classifier.model_sha256
         self.batches: list[int] = []
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[Prediction]:
+    def predict(self, batch: Sequence[np.ndarray], heatmap: bool = False) -> list[Prediction]:
         self.batches.append(len(batch))
-        return self.classifier.predict(batch)
+        return self.classifier.predict(batch, heatmap)
 
 
 @pytest.fixture
