@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         status = run_command(argv)
         sys.stdout.flush()  # a reader that went away shows here, inside the try, not at interpreter exit
         return status
-    except engines.EngineUnavailable as error:
+    except (engines.EngineUnavailable, cpus.CpusSettingError) as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
         return 2
     except ModelFilesError as error:

@@ -16,6 +16,10 @@ OVERRIDE_VARIABLE = "MUFFIN_V_CHIHUAHUA_CPUS"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+class CpusSettingError(ValueError):
+    """MUFFIN_V_CHIHUAHUA_CPUS holds something that is not a count of CPUs; the message says so."""
+
+
 def usable(cgroup_root: Path = CGROUP_ROOT) -> int:
     """The CPUs to use: the override, else the affinity CPUs capped by the cgroup's CPU quota; at least 1."""
     return limit(cgroup_root)[0]
@@ -26,7 +30,7 @@ def limit(cgroup_root: Path = CGROUP_ROOT) -> tuple[int, str]:
     override = os.environ.get(OVERRIDE_VARIABLE, "").strip()
     if override:
         if not override.isdigit() or int(override) < 1:
-            raise ValueError(f"{OVERRIDE_VARIABLE} must be a whole number of CPUs, at least 1, not {override!r}")
+            raise CpusSettingError(f"{OVERRIDE_VARIABLE} must be a whole number of CPUs, at least 1, not {override!r}")
         return int(override), f"${OVERRIDE_VARIABLE}"
     cpus = affinity_cpus()
     quota = cgroup_quota(cgroup_root)

@@ -276,6 +276,15 @@ def test_a_missing_argument_is_named_with_status_2(capsys):
     assert err.splitlines()[-1] == "muffin-v-chihuahua predict: error: the following arguments are required: PATH"
 
 
+@pytest.mark.parametrize("command", ["info", "predict"])
+def test_a_cpu_count_that_is_not_one_is_one_line_with_status_2(command, monkeypatch, capsys):
+    monkeypatch.setenv(cpus.OVERRIDE_VARIABLE, "two")
+    assert main([command, str(corpus.DATASET_PHOTO)] if command == "predict" else [command]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"muffin-v-chihuahua: {cpus.OVERRIDE_VARIABLE} must be a whole number of CPUs, at least 1, not 'two'"
+    )
+
+
 @pytest.fixture
 def model_copy(tmp_path) -> Path:
     """A copy of the bundled model folder (without the .h5: these tests run the onnx engine), to damage."""

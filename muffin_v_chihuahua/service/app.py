@@ -102,7 +102,7 @@ def create_app(
     # 2 cores, 8 clients: 1 at once 24 req/s, 2 at once 32 req/s, 4 at once 28 req/s with twice the p99.
     try:
         cpu_count, cpu_reason = cpus.limit()  # the engine sizes its threads by the same count
-    except ValueError as error:
+    except cpus.CpusSettingError as error:
         raise ConfigurationError(str(error)) from None
     workers = anyio.CapacityLimiter(cpu_count)
 
