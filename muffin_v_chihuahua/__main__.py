@@ -26,6 +26,7 @@ from muffin_v_chihuahua.classifier import (
     Prediction,
     model_dir_from_environment,
 )
+from muffin_v_chihuahua.environment import SettingError
 
 PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
 DEMO_DEFAULTS = {
@@ -271,11 +272,7 @@ def serve(host: str, port: int, engine: str, model_dir: Path | None = None) -> i
         return 2
     from muffin_v_chihuahua import service
 
-    try:
-        app = service.create_app(engines.resolve(engine), model_dir=model_dir)
-    except service.ConfigurationError as error:
-        print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
-        return 2
+    app = service.create_app(engines.resolve(engine), model_dir=model_dir)  # a bad setting: main() says it
     failure = service.run(app, host, port)
     if failure:
         print(f"muffin-v-chihuahua: the model could not be loaded: {failure}", file=sys.stderr)
@@ -352,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         status = run_command(argv)
         sys.stdout.flush()  # a reader that went away shows here, inside the try, not at interpreter exit
         return status
-    except (engines.EngineUnavailable, cpus.CpusSettingError) as error:
+    except (engines.EngineUnavailable, SettingError) as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
         return 2
     except ModelFilesError as error:

@@ -11,13 +11,11 @@ import math
 import os
 from pathlib import Path
 
+from muffin_v_chihuahua.environment import SettingError
+
 OVERRIDE_VARIABLE = "MUFFIN_V_CHIHUAHUA_CPUS"
 # A container sees its own cgroup at the mount's root (cgroup namespace or runc's bind mount).
 CGROUP_ROOT = Path("/sys/fs/cgroup")
-
-
-class CpusSettingError(ValueError):
-    """MUFFIN_V_CHIHUAHUA_CPUS holds something that is not a count of CPUs; the message says so."""
 
 
 def usable(cgroup_root: Path = CGROUP_ROOT) -> int:
@@ -30,7 +28,7 @@ def limit(cgroup_root: Path = CGROUP_ROOT) -> tuple[int, str]:
     override = os.environ.get(OVERRIDE_VARIABLE, "").strip()
     if override:
         if not override.isdigit() or int(override) < 1:
-            raise CpusSettingError(f"{OVERRIDE_VARIABLE} must be a whole number of CPUs, at least 1, not {override!r}")
+            raise SettingError(f"{OVERRIDE_VARIABLE} must be a whole number of CPUs, at least 1, not {override!r}")
         return int(override), f"${OVERRIDE_VARIABLE}"
     cpus = affinity_cpus()
     quota = cgroup_quota(cgroup_root)

@@ -23,6 +23,7 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from muffin_v_chihuahua import __version__, demo, engines, heatmaps, images, prediction_slots, remote, verdicts_csv
 from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction, model_dir_from_environment
+from muffin_v_chihuahua.environment import SettingError
 from muffin_v_chihuahua.photo_predictions import Model, Result, predict_photos, shared_cache
 
 DEMO_COUNT = 3
@@ -187,7 +188,7 @@ try:
         model = connect_to_service(inference_url)
     else:
         model = load_classifier(os.environ.get(engines.ENGINE_VARIABLE, "auto"), model_dir_from_environment())
-except (engines.EngineUnavailable, ModelFilesError, prediction_slots.SettingError) as error:
+except (engines.EngineUnavailable, ModelFilesError, SettingError) as error:
     st.error(f"The model cannot run here: {error}")
     st.stop()
 except remote.ServiceError as error:

@@ -9,27 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import threading
 from collections.abc import Iterator
-from typing import TypeVar
 
 from muffin_v_chihuahua import cpus
+from muffin_v_chihuahua.environment import SettingError, setting
 
 # How many predictions may run at once (default: the CPUs this process may use, as the service's workers).
 SLOTS_VARIABLE = "MUFFIN_V_CHIHUAHUA_PAGE_PREDICTIONS"
 # How many seconds a session waits for a free slot before it says "busy".
 WAIT_VARIABLE = "MUFFIN_V_CHIHUAHUA_PAGE_WAIT_SECONDS"
 WAIT_SECONDS = 30.0
-T = TypeVar("T", int, float)
 
 
 class Busy(RuntimeError):
     """Every slot stayed taken for the whole wait; the message says so, for a person."""
-
-
-class SettingError(ValueError):
-    """An environment variable of the page with a value it cannot use; the message names it."""
 
 
 class PredictionSlots:
@@ -57,20 +51,10 @@ def shared(size: int) -> PredictionSlots:
 
 def from_environment() -> tuple[PredictionSlots, float]:
     """The process's slots and how long to wait for one, as the environment sets them."""
-    size = _setting(SLOTS_VARIABLE, int, cpus.usable())
-    wait = _setting(WAIT_VARIABLE, float, WAIT_SECONDS)
+    size = setting(SLOTS_VARIABLE, int, cpus.usable())
+    wait = setting(WAIT_VARIABLE, float, WAIT_SECONDS)
     if size < 1:
         raise SettingError(f"{SLOTS_VARIABLE}={size} must be at least 1")
     if not wait >= 0:  # also refuses NaN
         raise SettingError(f"{WAIT_VARIABLE}={wait} must not be negative")
     return shared(size), wait
-
-
-def _setting(variable: str, kind: type[T], default: T) -> T:
-    value = os.environ.get(variable, "").strip()
-    if not value:
-        return default
-    try:
-        return kind(value)
-    except ValueError:
-        raise SettingError(f"{variable}={value!r} is not a valid {kind.__name__}") from None

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from muffin_v_chihuahua import cpus
+from muffin_v_chihuahua.environment import SettingError
 
 
 @pytest.fixture(autouse=True)
@@ -87,7 +88,7 @@ def test_the_override_wins_over_the_quota_and_the_affinity(monkeypatch, four_cpu
 @pytest.mark.parametrize("value", ["0", "-2", "1.5", "many"])
 def test_an_override_that_is_not_a_positive_whole_number_is_refused(monkeypatch, value):
     monkeypatch.setenv(cpus.OVERRIDE_VARIABLE, value)
-    with pytest.raises(cpus.CpusSettingError, match=cpus.OVERRIDE_VARIABLE):
+    with pytest.raises(SettingError, match=cpus.OVERRIDE_VARIABLE):
         cpus.usable()
 
 

@@ -5,7 +5,8 @@ import threading
 import pytest
 
 from muffin_v_chihuahua import cpus, prediction_slots
-from muffin_v_chihuahua.prediction_slots import Busy, PredictionSlots, SettingError
+from muffin_v_chihuahua.environment import SettingError
+from muffin_v_chihuahua.prediction_slots import Busy, PredictionSlots
 
 HANG = 60  # seconds: only so that a broken bound fails the test instead of hanging it
 

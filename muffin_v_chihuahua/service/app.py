@@ -36,6 +36,7 @@ from fastapi_offline import FastAPIOffline
 
 from muffin_v_chihuahua import __version__, cpus, engines, images
 from muffin_v_chihuahua.classifier import model_dir_from_environment
+from muffin_v_chihuahua.environment import SettingError, setting
 from muffin_v_chihuahua.service import admission, inference_protocol, observing
 from muffin_v_chihuahua.service.bodies import (
     ACCEPTED,
@@ -61,8 +62,6 @@ from muffin_v_chihuahua.service.settings import (
     MAX_HELD_MB_VARIABLE,
     MAX_UPLOAD_MB_VARIABLE,
     TEST_LOAD_DELAY_VARIABLE,
-    ConfigurationError,
-    setting,
 )
 
 
@@ -80,19 +79,19 @@ def create_app(
     if max_upload_mb is None:
         max_upload_mb = setting(MAX_UPLOAD_MB_VARIABLE, float, float(images.MAX_UPLOAD_MB))
     if not 0 < max_upload_mb <= images.MAX_UPLOAD_MB:
-        raise ConfigurationError(
+        raise SettingError(
             f"{MAX_UPLOAD_MB_VARIABLE} must be more than 0 and at most {images.MAX_UPLOAD_MB} (MB), not {max_upload_mb}"
         )
     if max_files is None:
         max_files = setting(MAX_FILES_VARIABLE, int, MAX_FILES)
     if max_files < 1:
-        raise ConfigurationError(f"{MAX_FILES_VARIABLE} must be at least 1, not {max_files}")
+        raise SettingError(f"{MAX_FILES_VARIABLE} must be at least 1, not {max_files}")
     if load_delay is None:
         load_delay = setting(TEST_LOAD_DELAY_VARIABLE, float, 0.0)
     if log_format is None:
         log_format = setting(LOG_FORMAT_VARIABLE, str, "text").lower()
     if log_format not in LOG_FORMATS:
-        raise ConfigurationError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+        raise SettingError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     observing.configure(log_format)
     max_bytes = int(max_upload_mb * 1024 * 1024)
     model = Model(engine, load_delay, model_dir if model_dir is not None else model_dir_from_environment())
@@ -100,10 +99,7 @@ def create_app(
     # Inference and decoding run in worker threads, as many at once as this process has cores: more only
     # share the same cores (each ONNX Runtime call already uses them all) and hold more images. Measured on
     # 2 cores, 8 clients: 1 at once 24 req/s, 2 at once 32 req/s, 4 at once 28 req/s with twice the p99.
-    try:
-        cpu_count, cpu_reason = cpus.limit()  # the engine sizes its threads by the same count
-    except cpus.CpusSettingError as error:
-        raise ConfigurationError(str(error)) from None
+    cpu_count, cpu_reason = cpus.limit()  # the engine sizes its threads by the same count
     workers = anyio.CapacityLimiter(cpu_count)
 
     @asynccontextmanager
@@ -128,7 +124,7 @@ def create_app(
     request_limit = max_files * max_bytes + MULTIPART_OVERHEAD
     held_mb = setting(MAX_HELD_MB_VARIABLE, float, admission.budget(request_limit, int(workers.total_tokens)) / 2**20)
     if held_mb <= 0:
-        raise ConfigurationError(f"{MAX_HELD_MB_VARIABLE} must be more than 0 (MB), not {held_mb}")
+        raise SettingError(f"{MAX_HELD_MB_VARIABLE} must be more than 0 (MB), not {held_mb}")
     admission.install(app, int(held_mb * 2**20), request_limit, lambda: metrics.refused("memory budget"))
     app.state.metrics = metrics
     app.add_middleware(observing.Observe, metrics=metrics)
