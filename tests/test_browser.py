@@ -163,7 +163,13 @@ def test_the_fake_cameras_photo_gets_a_verdict_and_the_csv_download_holds_the_ve
     upload(page, ("my-photo.jpg", corpus.DATASET_PHOTO.read_bytes()))
     wait_for_verdicts(page, 4)
     page.get_by_text("Use the camera").click()
-    page.get_by_role("button", name="Take Photo").click(timeout=60_000)  # once the camera films
+    # The button shows when the camera starts, before the fake camera's first frame may be drawn (a blank photo is
+    # neither): take it once the video has played a while.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('video')].some(v => v.videoWidth > 0 && v.currentTime > 1)",
+        timeout=60_000,
+    )
+    page.get_by_role("button", name="Take Photo").click()
     wait_for_verdicts(page, 5)
     [uploaded, filmed] = upload_captions(page)
     assert uploaded == "my-photo.jpg" and filmed.startswith("camera") and filmed.endswith(".jpg")
