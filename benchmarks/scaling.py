@@ -137,7 +137,7 @@ the dataset's {measured["photos"]} photos posted one per request (load average b
 | ---: | ---: | ---: | ---: | ---: | ---: |
 {rows}
 
-Operating point: **{point["clients"]} clients, {point["requests_per_second"]:.1f} requests/s per pod at
+Operating point: **{point["clients"]} client(s), {point["requests_per_second"]:.1f} requests/s per pod at
 p95 {point["p95_ms"]:.0f} ms** (the fewest clients within 10 % of the best throughput). At the HPA's
 {measured["target_utilisation"]:.0%} CPU target a pod carries {per_pod:.1f} requests/s, so:
 
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         podman("rm", "--force", "--ignore", name, check=False)
     measured = {
         "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{os.cpu_count()} CPUs shared with other jobs",
+        "machine": f"{os.cpu_count()} CPUs (other jobs may share them: see the load average)",
         "image": args.image,
         "cpus": quantity(limits["cpu"]),
         "memory_mib": quantity(limits["memory"]) / 2**20,
