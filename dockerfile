@@ -12,8 +12,11 @@
 # locks in requirements/ (`make lock`).
 
 ARG BASE_IMAGE=python:3.11-slim
-# The runtime's lock: app.txt (the wheel alone) or service.txt (the wheel with its [service] extra).
+# The runtime's lock: app.txt (everything the wheel requires: the app image), or one role's own, with only what
+# that role imports: service-image.txt (no Streamlit), frontend-image.txt (no ONNX Runtime).
 ARG LOCK=app.txt
+# false: the front end, which asks the service and never loads a model, leaves the model files out.
+ARG KEEP_MODEL=true
 
 # --- data-builder: the dataset from the build context -> verified package data (stdlib only) --------
 FROM ${BASE_IMAGE} AS data-builder
@@ -35,7 +38,8 @@ COPY builders/ builders/
 # Only the runtime modules the builders import (the same decoding, engines and rule as the app): a change
 # to the page, the CLI or the service does not retrain the model.
 COPY muffin_v_chihuahua/__init__.py muffin_v_chihuahua/images.py muffin_v_chihuahua/classifier.py \
-     muffin_v_chihuahua/engines.py muffin_v_chihuahua/cpus.py muffin_v_chihuahua/evidence.py muffin_v_chihuahua/
+     muffin_v_chihuahua/engines.py muffin_v_chihuahua/cpus.py muffin_v_chihuahua/environment.py \
+     muffin_v_chihuahua/evidence.py muffin_v_chihuahua/
 COPY --from=data-builder /data /data
 # auto | inception-v3 | efficientnet-lite0 (auto: InceptionV3 when its weights can be downloaded).
 ARG BACKBONE=auto
@@ -61,7 +65,7 @@ ARG LOCK
 COPY requirements/${LOCK} /dist/
 RUN sha256sum /dist/muffin_v_chihuahua-*.whl "/dist/${LOCK}" > /dist/SHA256SUMS
 
-# --- runtime: a venv with the wheel and its runtime dependencies (LOCK=service.txt adds [service]'s) -----
+# --- runtime: a venv with the wheel and the dependencies its role imports (LOCK, KEEP_MODEL) ------------------
 FROM ${BASE_IMAGE} AS runtime
 ENV VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -70,19 +74,25 @@ ENV VIRTUAL_ENV=/opt/venv \
 # lock first makes it rerun whenever they change (and records what the venv was made from).
 COPY --from=app-builder /dist/SHA256SUMS /opt/muffin-v-chihuahua.sha256
 ARG LOCK
-# The lock holds every dependency, so the wheel goes in with --no-deps. The venv keeps the runtime only:
-# pip and setuptools leave once the wheel is installed.
+ARG KEEP_MODEL
+# The lock holds every dependency the role imports, so the wheel goes in with --no-deps: one wheel for every
+# role, as people install it. The venv keeps the runtime only: pip and setuptools leave once the wheel is in,
+# and in the front end the model files (removed in this same layer, or they would still take their space).
 RUN --mount=type=bind,from=app-builder,source=/dist,target=/dist \
     --mount=type=cache,target=/root/.cache/pip \
     python3 -m venv "${VIRTUAL_ENV}" \
     && pip install --disable-pip-version-check --require-hashes -r "/dist/${LOCK}" \
     && pip install --disable-pip-version-check --no-deps /dist/muffin_v_chihuahua-*.whl \
+    && if [ "${KEEP_MODEL}" = false ]; then rm -r "${VIRTUAL_ENV}"/lib/python3*/site-packages/muffin_v_chihuahua/model; fi \
     && python -m pip uninstall --yes --quiet setuptools pip \
     && useradd --create-home --uid 10001 --user-group app
 # Configuration is environment, not edits: the engine and its precision (auto: the gated int8 model; float32 the
 # other choice), the service's limits, INFERENCE_URL; STREAMLIT_*.
+# ORT_DISABLE_TELEMETRY: ONNX Runtime's telemetry (on Linux since 1.2x) would write a device id and an event
+# database under ~/.cache, which a read-only root filesystem refuses, and send them; this turns it all off.
 ENV MUFFIN_V_CHIHUAHUA_ENGINE=onnx \
     MUFFIN_V_CHIHUAHUA_PRECISION=auto \
+    ORT_DISABLE_TELEMETRY=1 \
     STREAMLIT_SERVER_HEADLESS=true \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
     PYTHONUNBUFFERED=1 \
@@ -99,10 +109,11 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
 CMD ["muffin-v-chihuahua", "run-demo", "--server.port", "8080", "--server.address", "0.0.0.0"]
 
 # --- frontend: the page asking the model service at INFERENCE_URL; it never loads a model ----------------
+# Built with --build-arg LOCK=frontend-image.txt --build-arg KEEP_MODEL=false: no ONNX Runtime, no model files.
 FROM page AS frontend
 ENV INFERENCE_URL=http://ml-service:8000
 
-# --- service: the model alone, over HTTP (built with --build-arg LOCK=service.txt) ------------------------
+# --- service: the model alone, over HTTP (built with --build-arg LOCK=service-image.txt) ------------------
 FROM runtime AS service
 EXPOSE 8000
 # GET / answers 503 while the model loads and 200 once it can predict.

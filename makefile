@@ -30,10 +30,11 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND='make lock' $(VENV)/bin/pip-compile --quiet
 # Debian packages the tests use: Podman and friends build and run the images, Chromium drives the page.
 SYSTEM_PACKAGES = podman buildah runc debootstrap uidmap chromium fonts-noto-color-emoji
 
-.PHONY: help system-deps lock lint format data model package-wheel verify-wheel install-app run-app test bench clean
+.PHONY: help system-deps lock lint format k8s-validate data model package-wheel verify-wheel install-app run-app test bench \
+	bench-scaling clean
 
 help: ## list the targets
-	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 system-deps: ## install the Debian packages the tests need (Podman, Chromium) when missing
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -56,6 +57,8 @@ lock: $(VENV)/.installed ## refresh requirements/*.txt from setup.cfg and requir
 	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/app.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt --extra keras -o requirements/keras.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt --extra service -o requirements/service.txt setup.cfg
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/service-image.txt requirements/service-image.in
+	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/frontend-image.txt requirements/frontend-image.in
 	$(PIP_COMPILE) $(if $(filter 1,$(UPGRADE)),--upgrade) -o requirements/client.txt requirements/client.in
 
 lint: $(VENV)/.installed ## ruff (lint rules and formatting) and mypy, configured in pyproject.toml
@@ -66,6 +69,22 @@ lint: $(VENV)/.installed ## ruff (lint rules and formatting) and mypy, configure
 format: $(VENV)/.installed ## apply ruff's fixes and formatting to the tree
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# The manifests, rendered as `kubectl kustomize` renders them and validated strictly (an unknown field fails)
+# against one Kubernetes version's schemas, bundled in kubernetes-validate: no cluster needed.
+K8S_VERSION ?= 1.32.0
+K8S_OVERLAYS = embedded split split-model-volume
+K8S_RENDERED = build/kubernetes
+
+k8s-validate: $(VENV)/.installed ## render deploy/kubernetes's overlays with kubectl, validate them for K8S_VERSION
+	@command -v kubectl >/dev/null || { echo "k8s-validate: kubectl is missing; install it \
+	(https://kubernetes.io/docs/tasks/tools/) to render deploy/kubernetes with 'kubectl kustomize'"; exit 1; }
+	@mkdir -p $(K8S_RENDERED)
+	@for overlay in $(K8S_OVERLAYS); do \
+		kubectl kustomize deploy/kubernetes/overlays/$$overlay > $(K8S_RENDERED)/$$overlay.yaml || exit 1; \
+		$(VENV)/bin/kubernetes-validate --strict --quiet -k $(K8S_VERSION) $(K8S_RENDERED)/$$overlay.yaml || exit 1; \
+		echo "k8s-validate: $$overlay renders and validates against Kubernetes $(K8S_VERSION)"; \
+	done
 
 data: $(DATA_STAMP) ## copy the labelled photos into the package, SHA-256 checked (DATASET=folder|URL)
 $(DATA_STAMP): $(VENV)/.installed builders/data.py
@@ -95,8 +114,9 @@ $(APP_VENV)/.installed: $(WHEEL) requirements/app.txt
 run-app: verify-wheel install-app ## the main job: data, model, wheel, then the page on PORT (8080)
 	$(APP_VENV)/bin/muffin-v-chihuahua run-demo --server.port $(PORT)
 
-# lint comes first: a style or type error fails in seconds, before the data, the model and the wheel are built.
-test: $(VENV)/.installed lint system-deps data model verify-wheel ## lint, then run the tests (unit, page, integration)
+# lint comes first: a style or type error fails in seconds, before the data, the model and the wheel are built;
+# then the manifests, as fast.
+test: $(VENV)/.installed lint k8s-validate system-deps data model verify-wheel ## lint, then run the tests (unit, page, integration)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: system-deps $(VENV)/.installed data model install-app ## measure speed, memory and size -> docs/benchmarks.md
@@ -132,7 +152,9 @@ endif
 
 DOCKER_BUILD = $(CONTAINER_ENGINE) build $(BUILD_FLAGS) --build-arg BACKBONE=$(BACKBONE) \
 	--build-arg DATASET=$(DOCKER_DATASET) -f dockerfile
-# run-services names its two containers CONTAINER_PREFIX-service and CONTAINER_PREFIX-frontend.
+# run-services names its two containers CONTAINER_PREFIX-service and CONTAINER_PREFIX-frontend, and runs both
+# with the root filesystem read-only and only /tmp writable, as docker-compose.yaml does.
+READ_ONLY_ROOT = --read-only --tmpfs /tmp
 CONTAINER_PREFIX ?= muffin-v-chihuahua
 
 .PHONY: package-docker run-docker package-services run-services docker-dataset podman-base-image
@@ -148,9 +170,12 @@ package-docker: $(BASE_IMAGE_TARGET) docker-dataset ## build the app image IMAGE
 run-docker: ## run the image package-docker built: the page on PUBLISH_ADDRESS:PORT (127.0.0.1:8080)
 	$(CONTAINER_ENGINE) $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)
 
+# Each role's image holds only what that role imports (requirements/*-image.in): no Streamlit in the service,
+# no ONNX Runtime and no model in the front end.
 package-services: $(BASE_IMAGE_TARGET) docker-dataset ## build the second mode's images: IMAGE-service and IMAGE-frontend
-	$(DOCKER_BUILD) --target service --build-arg LOCK=service.txt -t $(IMAGE)-service .
-	$(DOCKER_BUILD) --target frontend -t $(IMAGE)-frontend .
+	$(DOCKER_BUILD) --target service --build-arg LOCK=service-image.txt -t $(IMAGE)-service .
+	$(DOCKER_BUILD) --target frontend --build-arg LOCK=frontend-image.txt --build-arg KEEP_MODEL=false \
+		-t $(IMAGE)-frontend .
 
 # Docker runs docker-compose.yaml. Podman runs the page inside the service container's network namespace:
 # the two share a private loopback, and only the page is published. (A pod would do the same, but its
@@ -159,12 +184,17 @@ run-services: ## run the model service and the page that asks it: the page on PU
 ifeq ($(CONTAINER_ENGINE),podman)
 	podman rm -f $(CONTAINER_PREFIX)-frontend >/dev/null 2>&1 || true
 	podman rm -f $(CONTAINER_PREFIX)-service >/dev/null 2>&1 || true
-	podman $(ENGINE_FLAGS) run -d $(RUN_FLAGS) --name $(CONTAINER_PREFIX)-service -p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)-service
-	podman $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(DOCKER_RUN_ARGS) --name $(CONTAINER_PREFIX)-frontend \
+	podman $(ENGINE_FLAGS) run -d $(RUN_FLAGS) $(READ_ONLY_ROOT) --name $(CONTAINER_PREFIX)-service \
+		-p $(PUBLISH_ADDRESS):$(PORT):8080 $(IMAGE)-service
+	podman $(ENGINE_FLAGS) run --rm $(RUN_FLAGS) $(READ_ONLY_ROOT) $(DOCKER_RUN_ARGS) --name $(CONTAINER_PREFIX)-frontend \
 		--network container:$(CONTAINER_PREFIX)-service -e INFERENCE_URL=http://127.0.0.1:8000 $(IMAGE)-frontend
 else
 	IMAGE=$(IMAGE) PORT=$(PORT) $(CONTAINER_ENGINE) compose up
 endif
+
+# benchmarks/scaling.py runs the image with Podman (the options the split overlay's manifest gives its container).
+bench-scaling: $(VENV)/.installed package-services ## Podman: one service pod's req/s, latency, peak at the manifest's limits -> docs/scaling.md
+	$(VENV)/bin/python -m benchmarks.scaling --image $(IMAGE)-service --out docs/scaling.md
 
 podman-base-image: ## Podman only: make localhost/python-base:3.11 from Debian with debootstrap, once
 	@if podman image exists $(PODMAN_BASE_IMAGE); then echo "podman-base-image: $(PODMAN_BASE_IMAGE) exists"; else \

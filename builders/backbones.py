@@ -1,7 +1,8 @@
 """Pretrained ImageNet backbones from built-in Keras layers, so saved .h5 files need no custom objects.
 
 Each backbone takes RGB 0..255 at its own size (its preprocessing is its first layer) and gives
-[pooled features (N, C), ImageNet probabilities (N, 1000)].
+[pooled features (N, C), ImageNet probabilities (N, 1000), the feature map they are pooled from (N, h, w, C)]:
+the map is what a class activation map weighs with the head's weights (builders/model.py).
 """
 
 import os
@@ -145,7 +146,8 @@ def inception_v3(weights_path: str | Path) -> keras.Model:
     inputs = keras.Input((299, 299, 3), name="image")
     scaled = layers.Rescaling(scale=1 / 127.5, offset=-1, name="normalize")(inputs)
     base = keras.applications.InceptionV3(weights=str(weights_path), input_tensor=scaled)
-    return keras.Model(inputs, [base.get_layer("avg_pool").output, base.output], name="inception_v3")
+    pooling = base.get_layer("avg_pool")
+    return keras.Model(inputs, [pooling.output, base.output, pooling.input], name="inception_v3")
 
 
 # ---------------------------------------------------------------------------
@@ -202,7 +204,8 @@ def efficientnet_lite0(weights_path: str | Path | None = None) -> keras.Model:
     """EfficientNet-Lite0 with ImageNet weights.
 
     Input: (N, 224, 224, 3) RGB floats in 0..255 (normalisation is built in).
-    Outputs: [pooled features (N, 1280) "pooled_features", ImageNet probabilities (N, 1000) "imagenet"].
+    Outputs: [pooled features (N, 1280) "pooled_features", ImageNet probabilities (N, 1000) "imagenet",
+    the feature map (N, 7, 7, 1280) "head_relu6" that is pooled].
     """
     sd = load_state_dict(weights_path or _lite0_weights_path())
     mapping: dict[str, str] = {}  # Keras layer name -> torch key prefix
@@ -232,13 +235,13 @@ def efficientnet_lite0(weights_path: str | Path | None = None) -> keras.Model:
             index += 1
 
     head = layers.Conv2D(_LITE0_HEAD, 1, use_bias=False, name="head_conv")
-    x = _lite0_conv_bn(x, head, "head", "_conv_head", "_bn1", mapping)
-    pooled = layers.GlobalAveragePooling2D(name="pooled_features")(x)
+    feature_map = _lite0_conv_bn(x, head, "head", "_conv_head", "_bn1", mapping)
+    pooled = layers.GlobalAveragePooling2D(name="pooled_features")(feature_map)
     logits = layers.Dense(1000, name="logits")(pooled)
     mapping["logits"] = "_fc"
     probabilities = layers.Activation("softmax", name="imagenet")(logits)
 
-    model = keras.Model(inputs, [pooled, probabilities], name="efficientnet_lite0")
+    model = keras.Model(inputs, [pooled, probabilities, feature_map], name="efficientnet_lite0")
     _set_weights(model, sd, mapping)
     return model
 

@@ -4,15 +4,17 @@
 
 The saved model is made of built-in Keras layers only (loading it runs no custom code). Input: RGB
 0..255 at the backbone's size (preprocessing is inside). Outputs, in order: the 1000 ImageNet
-probabilities and the [chihuahua, muffin] probabilities. The .onnx is the same model for ONNX
-Runtime; the build stops unless both files give the same verdicts on every photo. Beside it, the int8 model
-(builders/quantize.py), kept only when it gives the float32 verdicts on every dataset photo and sample picture.
+probabilities, the [chihuahua, muffin] probabilities and their class activation maps (N, h, w, 2). The
+.onnx is the same model for ONNX Runtime; the build stops unless both files give the same verdicts,
+probabilities and maps on every photo. Beside it, the int8 model (builders/quantize.py), kept only when it
+gives the float32 verdicts on every dataset photo and sample picture.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import sys
@@ -36,6 +38,9 @@ from muffin_v_chihuahua.evidence import EvidenceRule
 MODEL_FILE = "muffin_v_chihuahua.h5"
 ONNX_FILE = "muffin_v_chihuahua.onnx"
 AGREEMENT_TOLERANCE = 1e-4  # largest probability difference allowed between the .h5 and the .onnx
+# The maps are logit contributions, not probabilities: their largest difference is judged against the largest
+# value of the map it is in.
+HEATMAP_AGREEMENT_TOLERANCE = 1e-4
 CARD_FILE = "card.json"
 CLASS_NAMES_FILE = "imagenet_classes.json"
 FOLDS = 5
@@ -83,13 +88,22 @@ def evaluate(features: np.ndarray, labels: np.ndarray, names: list[str]) -> dict
 
 
 def assemble(base: keras.Model, weights: np.ndarray, bias: float) -> keras.Model:
-    """Backbone [pooled features, ImageNet] + Dense softmax head -> Model [ImageNet, verdict]."""
-    features, imagenet = base.outputs
+    """Backbone [pooled features, ImageNet, feature map] + Dense softmax head -> Model [ImageNet, verdict, heatmap].
+
+    heatmap is each class's activation map (Zhou et al. 2016, no gradients needed): the head's weights for the
+    class applied at every cell of the feature map, a 1x1 convolution. The pooling is an average, so a class's
+    logit is the mean of its map plus the head's bias: each cell's value is its share of the head's score.
+    """
+    features, imagenet, feature_map = base.outputs
+    class_weights = np.stack([-weights / 2, weights / 2], axis=1)  # (features, classes)
     head = keras.layers.Dense(len(LABELS), activation="softmax", name="verdict")
     verdict = head(features)
     # softmax([-z/2, z/2]) = [1 - sigmoid(z), sigmoid(z)]: the logistic model, as two classes.
-    head.set_weights([np.stack([-weights / 2, weights / 2], axis=1), np.array([-bias / 2, bias / 2])])
-    return keras.Model(base.input, [imagenet, verdict], name="muffin_v_chihuahua")
+    head.set_weights([class_weights, np.array([-bias / 2, bias / 2])])
+    activation_maps = keras.layers.Conv2D(len(LABELS), 1, use_bias=False, name="heatmap")
+    heatmap = activation_maps(feature_map)
+    activation_maps.set_weights([class_weights[np.newaxis, np.newaxis]])
+    return keras.Model(base.input, [imagenet, verdict, heatmap], name="muffin_v_chihuahua")
 
 
 class AgreementError(RuntimeError):
@@ -103,26 +117,29 @@ def export_onnx(model: keras.Model, path: Path, sample: np.ndarray) -> None:
 
 
 def check_agreement(h5_path: Path, onnx_path: Path, photos: np.ndarray) -> dict[str, Any]:
-    """Run both saved files on every photo: same verdicts and probabilities within AGREEMENT_TOLERANCE."""
-    from muffin_v_chihuahua.engines import Engine, KerasEngine, OnnxEngine  # the very code the app runs them with
+    """Run both saved files on every photo: same verdicts, probabilities within AGREEMENT_TOLERANCE and heatmaps
+    within HEATMAP_AGREEMENT_TOLERANCE of each map's largest value."""
+    from muffin_v_chihuahua.engines import Engine, KerasEngine, OnnxEngine, Outputs  # the code the app runs
 
-    def run_all(engine: Engine) -> tuple[np.ndarray, np.ndarray]:
-        outputs = [engine.run(photos[i : i + 16]) for i in range(0, len(photos), 16)]
-        imagenet, verdict = (np.concatenate(parts) for parts in zip(*outputs, strict=True))
-        return imagenet, verdict
+    def run_all(engine: Engine) -> Outputs:
+        batches = [engine.run(photos[i : i + 16]) for i in range(0, len(photos), 16)]
+        return Outputs(*(np.concatenate(parts) for parts in zip(*batches, strict=True)))
 
-    keras_imagenet, keras_verdict = run_all(KerasEngine(h5_path))
-    onnx_imagenet, onnx_verdict = run_all(OnnxEngine(onnx_path))
-    difference = float(max(np.abs(keras_imagenet - onnx_imagenet).max(), np.abs(keras_verdict - onnx_verdict).max()))
-    same_verdicts = bool((keras_verdict.argmax(1) == onnx_verdict.argmax(1)).all())
+    ours, theirs = run_all(KerasEngine(h5_path)), run_all(OnnxEngine(onnx_path))
+    difference = float(max(np.abs(ours.imagenet - theirs.imagenet).max(), np.abs(ours.verdict - theirs.verdict).max()))
+    scale = np.abs(ours.heatmap).max(axis=(1, 2, 3), keepdims=True)  # each photo's largest map value
+    heatmap_difference = float((np.abs(ours.heatmap - theirs.heatmap) / scale).max())
+    same_verdicts = bool((ours.verdict.argmax(1) == theirs.verdict.argmax(1)).all())
     agreement = {
         "photos": len(photos),
         "same_verdicts": same_verdicts,
         "max_probability_difference": difference,
         "tolerance": AGREEMENT_TOLERANCE,
+        "max_heatmap_difference": heatmap_difference,  # relative to the largest value of the photo's maps
+        "heatmap_tolerance": HEATMAP_AGREEMENT_TOLERANCE,
         "onnxruntime": importlib.metadata.version("onnxruntime"),
     }
-    if not same_verdicts or difference >= AGREEMENT_TOLERANCE:
+    if not same_verdicts or difference >= AGREEMENT_TOLERANCE or heatmap_difference >= HEATMAP_AGREEMENT_TOLERANCE:
         raise AgreementError(f"the .onnx disagrees with the .h5: {agreement}")
     return agreement
 
@@ -142,7 +159,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
     base = backbones.build(name)
     size = tuple(base.input_shape[2:0:-1])  # (width, height)
     photos, labels, photo_names = load_photos(data_dir, size)
-    features, imagenet = base.predict(photos, batch_size=16, verbose=0)
+    features, imagenet, _ = base.predict(photos, batch_size=16, verbose=0)
     features = features.astype(np.float64)  # scikit-learn would otherwise fit float32 features in float32
     evaluation = evaluate(features, labels, photo_names)
     weights, bias = fold_scaler(make_head().fit(features, labels))
@@ -151,7 +168,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
     imagenet_names = backbones.imagenet_class_names()
 
     def outputs_of(arrays: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        imagenet, verdict = model.predict(arrays, verbose=0)
+        imagenet, verdict, _ = model.predict(arrays, verbose=0)
         return imagenet, [LABELS[i] for i in verdict.argmax(axis=1)]
 
     neither_rule = neither.calibrate(
@@ -170,7 +187,8 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
     export_onnx(model, onnx_path, photos[:1])
     agreement = check_agreement(model_path, onnx_path, photos)
     print(
-        f"model: .h5 and .onnx agree on {len(photos)} photos (largest difference {agreement['max_probability_difference']:.1e})"
+        f"model: .h5 and .onnx agree on {len(photos)} photos (largest difference "
+        f"{agreement['max_probability_difference']:.1e}, heatmaps {agreement['max_heatmap_difference']:.1e})"
     )
     negatives = neither.negative_photos()
     int8 = quantize.build(
@@ -179,14 +197,15 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
             "dataset": (photo_names, photos),
             "negatives": (list(negatives), np.stack([images.decode(data, size) for data in negatives.values()])),
         },
-        ["imagenet", "verdict"],
+        engines.Outputs._fields,
         EvidenceRule.from_card(neither_rule, imagenet_names),
         LABELS,
     )
     gates = int8["quantization"]["gates"]
     print(
         f"model: int8 {int8['file']['file']} ({int8['file']['bytes'] / 1e6:.1f} MB) gives the float32 verdicts on "
-        f"{gates['dataset']['photos']} dataset photos and {gates['negatives']['photos']} sample pictures"
+        f"{gates['dataset']['photos']} dataset photos and {gates['negatives']['photos']} sample pictures, heatmaps at "
+        f"least {gates['dataset']['heatmap_similarity']['min']:.3f} alike"
     )
     (out_dir / CLASS_NAMES_FILE).write_text(json.dumps(imagenet_names, indent=0))
     card = {
@@ -196,7 +215,13 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         "backbone_weights": backbones.WEIGHTS_SOURCES[name],
         "input_size": list(size),
         "input": "RGB float32 0..255, NHWC; preprocessing is inside the model",
-        "outputs": ["imagenet", "verdict"],
+        "outputs": list(engines.Outputs._fields),
+        "heatmap": {
+            "shape": list(model.outputs[2].shape[1:]),
+            "meaning": "class activation map (Zhou et al. 2016): each class's head weights applied to each cell of "
+            "the backbone's last feature map, before pooling; a class's logit is its map's mean plus the head's bias. "
+            "Rows top to bottom over the whole input, which is the whole photo resized without cropping",
+        },
         "class_names": list(LABELS),
         "files": {
             engine: {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size}
@@ -207,6 +232,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         "quantization": int8["quantization"],
         "neither": neither_rule,
         "imagenet_class_names": CLASS_NAMES_FILE,
+        "imagenet_class_names_sha256": sha256_of(out_dir / CLASS_NAMES_FILE),
         "head": {
             "type": "logistic regression on the standardised pooled features, the scaler folded into its weights",
             "l2": L2,
@@ -218,9 +244,18 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "build_seconds": round(time.monotonic() - started, 1),
     }
+    card["model_version"] = model_version(card)
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     print(f"model: wrote {model_path}, {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB) and {out_dir / CARD_FILE}")
     return card
+
+
+def model_version(card: dict[str, Any]) -> str:
+    """The model's own version, apart from the app's (card["version"]), so that a model folder can be released by
+    itself: its build date, then a short digest of every file the card names, e.g. 2026.12.01+3f9a1c2e."""
+    digests = sorted([entry["sha256"] for entry in card["files"].values()] + [card["imagenet_class_names_sha256"]])
+    built = datetime.datetime.fromisoformat(card["built_at"])
+    return f"{built:%Y.%m.%d}+{hashlib.sha256(''.join(digests).encode()).hexdigest()[:8]}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@ ONNX Runtime's own tools: quant_pre_process (shape inference and graph clean-up)
 QDQ format with per-channel int8 weights and uint8 activations whose ranges are calibrated on the dataset
 photos, decoded exactly as the app decodes them. The int8 model is kept only when it gives the float32 model's
 verdicts (the head's class and the "neither" rule, as Classifier computes them) on every dataset photo and every
-sample picture the rule was calibrated on; otherwise GateError stops the build.
+sample picture the rule was calibrated on, and a heatmap like float32's on every dataset photo; otherwise
+GateError stops the build.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from muffin_v_chihuahua.evidence import EvidenceRule
 
 INT8_FILE = "muffin_v_chihuahua.int8.onnx"
 CALIBRATION_METHOD = CalibrationMethod.MinMax  # Percentile (99.999) kept no more verdicts here
-GATED_OUTPUTS = ("imagenet", "verdict")  # the outputs the verdicts come from; any other is compared and recorded
+GATED_OUTPUTS = ("imagenet", "verdict", "heatmap")
+# The heatmap the page draws (its positive part, of the verdict's class) points where float32's does: their cosine
+# similarity, on every dataset photo. On a picture that is neither, the map explains no verdict: recorded only.
+HEATMAP_MIN_SIMILARITY = 0.9
 BATCH = 16
 
 
@@ -43,15 +47,22 @@ class GateError(RuntimeError):
 
 
 def kept_in_float(model: onnx.ModelProto) -> list[str]:
-    """The nodes the quantizer leaves without their own int8 weights and quantization parameters: the first and
-    last convolutions (the stem, whose input is the photo, and the 1280-channel head the pooled features come
-    from) and the two softmaxes (int8 probabilities would be steps of 1/255). With every convolution quantized, 3
-    dataset muffins' evidence fell below the "neither" threshold and the top ImageNet label changed on 27 % of the
-    photos; without these four, every verdict holds. (ONNX Runtime may still run a convolution between two QDQ
-    pairs in int8, quantizing its weights itself: the gates measure what it runs.)"""
-    convolutions = [node.name for node in model.graph.node if node.op_type == "Conv"]
-    softmaxes = [node.name for node in model.graph.node if node.op_type == "Softmax"]
-    return [convolutions[0], convolutions[-1], *softmaxes]
+    """The nodes the quantizer leaves without their own int8 weights and quantization parameters: the stem (the
+    first convolution, whose input is the photo), the head (the 1280-channel convolution whose activations the
+    pooled features and the heatmap come from), the heatmap's convolution and the two softmaxes (int8
+    probabilities would be steps of 1/255). With every convolution quantized, 3 dataset muffins' evidence fell
+    below the "neither" threshold and the top ImageNet label changed on 27 % of the photos; without these, every
+    verdict holds. (ONNX Runtime may still run a convolution between two QDQ pairs in int8, quantizing its weights
+    itself: the gates measure what it runs.)"""
+    nodes = model.graph.node
+    producers = {output: node for node in nodes for output in node.output}
+    [pool] = [node for node in nodes if node.op_type == "GlobalAveragePool"]
+    features = pool.input[0]  # the head's activations: Conv, then its ReLU6 (Clip)
+    head = producers[features] if producers[features].op_type == "Conv" else producers[producers[features].input[0]]
+    stem = next(node for node in nodes if node.op_type == "Conv")
+    maps = [node.name for node in nodes if node.op_type == "Conv" and features in node.input]
+    softmaxes = [node.name for node in nodes if node.op_type == "Softmax"]
+    return [stem.name, head.name, *maps, *softmaxes]
 
 
 class _Photos(CalibrationDataReader):
@@ -123,6 +134,19 @@ def verdicts(outputs: Mapping[str, np.ndarray], rule: EvidenceRule, class_names:
     ]
 
 
+def heatmap_similarities(reference: Mapping[str, np.ndarray], quantized: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Per photo, the cosine similarity of the two heatmaps as Classifier gives them: the positive part of the map
+    of the class float32 chose (1: the same picture up to its scale; two empty maps are alike, one is not)."""
+    chosen = reference["verdict"].argmax(axis=1)[:, None, None, None]
+    ours, theirs = (
+        np.maximum(np.take_along_axis(outputs["heatmap"], chosen, axis=3), 0).reshape(len(chosen), -1)
+        for outputs in (reference, quantized)
+    )
+    norms = np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1)
+    both_empty = (ours.max(axis=1) == 0) & (theirs.max(axis=1) == 0)
+    return np.where(both_empty, 1.0, (ours * theirs).sum(axis=1) / np.maximum(norms, 1e-12))
+
+
 def gate(
     float_path: Path,
     int8_path: Path,
@@ -131,30 +155,38 @@ def gate(
     rule: EvidenceRule,
     class_names: Sequence[str],
 ) -> dict[str, Any]:
-    """Both models on every photo of every set (name -> (photo names, model inputs)): the same verdicts, or
-    GateError. Returns, per set, the largest probability difference of each output and the photos whose top
-    ImageNet label differs."""
+    """Both models on every photo of every set (name -> (photo names, model inputs)): the same verdicts, and on
+    the "dataset" set heatmaps at least HEATMAP_MIN_SIMILARITY alike, or GateError. Returns, per set, the largest
+    probability differences, the heatmaps' similarities and the photos whose top ImageNet label differs."""
     figures: dict[str, Any] = {}
-    disagreements = []
+    failures = []
     for set_name, (names, photos) in photo_sets.items():
         reference, quantized = run_all(float_path, photos, output_names), run_all(int8_path, photos, output_names)
         expected, actual = verdicts(reference, rule, class_names), verdicts(quantized, rule, class_names)
-        disagreements += [
+        failures += [
             f"{name} ({was} in float32, {now} in int8)"
             for name, was, now in zip(names, expected, actual, strict=True)
             if was != now
         ]
+        similarities = heatmap_similarities(reference, quantized)
+        if set_name == "dataset":
+            failures += [
+                f"{name} (heatmap {similarity:.2f} alike)"
+                for name, similarity in zip(names, similarities, strict=True)
+                if similarity < HEATMAP_MIN_SIMILARITY
+            ]
         top_differs = reference["imagenet"].argmax(axis=1) != quantized["imagenet"].argmax(axis=1)
         figures[set_name] = {
             "photos": len(names),
             "same_verdicts": sum(was == now for was, now in zip(expected, actual, strict=True)),
             "max_probability_difference": {
-                output: float(np.abs(reference[output] - quantized[output]).max()) for output in output_names
+                output: float(np.abs(reference[output] - quantized[output]).max()) for output in ("imagenet", "verdict")
             },
+            "heatmap_similarity": {"min": float(similarities.min()), "median": float(np.median(similarities))},
             "top_imagenet_label_differs": [name for name, differs in zip(names, top_differs, strict=True) if differs],
         }
-    if disagreements:
-        raise GateError(f"the int8 model changes {len(disagreements)} verdicts: {', '.join(disagreements)}")
+    if failures:
+        raise GateError(f"the int8 model fails {len(failures)} gates: {', '.join(failures)}")
     return figures
 
 
@@ -183,7 +215,8 @@ def build(
             **made,
             "gates": {
                 "rule": "the same verdict as the float32 model (muffin, chihuahua or neither, as Classifier "
-                "computes it) on every photo of every set",
+                "computes it) on every photo of every set; on every dataset photo, the heatmap Classifier gives at "
+                f"least {HEATMAP_MIN_SIMILARITY} cosine-similar to float32's",
                 "gated_outputs": list(GATED_OUTPUTS),
                 **gates,
             },

@@ -23,15 +23,18 @@ def verify(wheel: Path) -> list[str]:
         names = set(archive.namelist())
         card = json.loads(archive.read(f"{PACKAGE}/model/card.json"))
         problems = []
-        for engine, model in card["files"].items():  # every engine and precision: keras, onnx, onnx-int8
-            member = f"{PACKAGE}/model/{model['file']}"
+        # Every file the card names, with the SHA-256 it states: the models (keras, onnx, onnx-int8) and the ImageNet
+        # class names.
+        named = {model["file"]: (f"{engine} model", model["sha256"]) for engine, model in card["files"].items()}
+        named[card["imagenet_class_names"]] = ("ImageNet class names", card["imagenet_class_names_sha256"])
+        for file, (what, sha256) in named.items():
+            member = f"{PACKAGE}/model/{file}"
             if member not in names:
-                problems.append(f"{member} ({engine} model) is missing")
-            elif _member_sha256(archive, member) != model["sha256"]:
+                problems.append(f"{member} ({what}) is missing")
+            elif _member_sha256(archive, member) != sha256:
                 problems.append(f"{member} does not have the SHA-256 its card states")
-        for required in (f"{PACKAGE}/model/{card['imagenet_class_names']}", f"{PACKAGE}/data/SOURCE.md"):
-            if required not in names:
-                problems.append(f"{required} is missing")
+        if f"{PACKAGE}/data/SOURCE.md" not in names:
+            problems.append(f"{PACKAGE}/data/SOURCE.md is missing")
         photos = parse_checksums(archive.read(f"{PACKAGE}/data/{CHECKSUMS}").decode())
         if dataset_digest(photos) != card["dataset"]["sha256"]:
             problems.append(f"{PACKAGE}/data/{CHECKSUMS} is not the dataset the model was built on")

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn, Protocol
 
-from muffin_v_chihuahua import __version__, demo, engines, images
-from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
+import numpy as np
+from PIL import Image
+
+from muffin_v_chihuahua import __version__, cpus, demo, engines, heatmaps, images, verdicts_csv
+from muffin_v_chihuahua.classifier import (
+    MODEL_DIR_VARIABLE,
+    Classifier,
+    ModelFilesError,
+    Prediction,
+    model_dir_from_environment,
+)
+from muffin_v_chihuahua.environment import SettingError
 
 PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
 DEMO_DEFAULTS = {
@@ -26,24 +39,31 @@ DEMO_DEFAULTS = {
     "--client.toolbarMode": "viewer",  # no developer menu (rerun, deploy) for visitors
 }
 BATCH = 16
+# Threads that decode photos while the model predicts (Pillow lets go of the GIL while it decodes): a few, so
+# that the photos being decoded at once stay few too (a 40-megapixel PNG is 120 MB).
+DECODERS = min(4, cpus.usable())
 # The statuses a shell reports for a command a signal ended: Ctrl-C (130), and a reader that went away (141:
 # SIGPIPE is 13 on every POSIX system; Windows' signal module has no SIGPIPE).
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_BROKEN_PIPE = 128 + 13
 
 
-def run_demo(streamlit_options: list[str], engine: str, precision: str) -> NoReturn:
+def run_demo(streamlit_options: list[str], engine: str, precision: str, model_dir: Path | None) -> NoReturn:
     """Become the page's server, by Streamlit's supported entry point; our defaults yield to the caller's options.
+    The page takes the engine and the model folder from the environment.
 
     exec, not a child process: signals (a container's SIGTERM, a terminal's Ctrl-C) reach Streamlit itself.
     """
+    from muffin_v_chihuahua.remote import URL_VARIABLE  # here: requests is slow to import, and only the page needs it
+
     given = {option.split("=", 1)[0] for option in streamlit_options if option.startswith("--")}
     defaults = [f"{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
-    environment = {
-        **os.environ,
-        engines.ENGINE_VARIABLE: engines.resolve(engine),
-        engines.PRECISION_VARIABLE: precision,
-    }
+    environment = dict(os.environ)
+    if not environment.get(URL_VARIABLE, "").strip():  # a front end runs no model: it needs no engine installed
+        environment[engines.ENGINE_VARIABLE] = engines.resolve(engine)
+        environment[engines.PRECISION_VARIABLE] = precision
+    if model_dir is not None:
+        environment[MODEL_DIR_VARIABLE] = str(model_dir.resolve())
     command = [sys.executable, "-m", "streamlit", "run", str(PAGE), *defaults, *streamlit_options]
     sys.stdout.flush()
     os.execve(sys.executable, command, environment)
@@ -68,27 +88,99 @@ def read_photo(path: Path) -> bytes:
         return stream.read(images.MAX_UPLOAD_BYTES + 1)
 
 
-def predict(paths: list[Path], output: str, engine: str, model_dir: Path | None, precision: str) -> int:
+Decoded = tuple[Image.Image | None, np.ndarray]  # (the upright photo, if kept; the model's input array)
+
+
+def decoding(
+    files: list[Path], size: tuple[int, int], keep_pictures: bool
+) -> Generator[list[tuple[Path, Future[Decoded]]], None, None]:
+    """The files in batches of BATCH, in their order, each with its input array to come (and its upright photo when
+    keep_pictures). When a batch is handed out the next one is already decoding, and no more: two batches at most
+    are held. Close it to stop early."""
+    pool = ThreadPoolExecutor(DECODERS, thread_name_prefix="decode")
+
+    def decode(path: Path) -> Decoded:
+        picture = images.open_rgb(read_photo(path), size)
+        return (picture if keep_pictures else None), images.to_array(picture, size)
+
+    def submit(batch: list[Path]) -> list[tuple[Path, Future[Decoded]]]:
+        return [(path, pool.submit(decode, path)) for path in batch]
+
+    try:
+        ahead = submit(files[:BATCH])
+        for start in range(0, len(files), BATCH):
+            batch, ahead = ahead, submit(files[start + BATCH : start + 2 * BATCH])
+            yield batch
+    finally:
+        pool.shutdown(cancel_futures=True)  # on Ctrl-C or a closed pipe: only the decodes under way finish
+
+
+class Progress:
+    """'done/total photos' on the last line of a terminal's stderr, redrawn in place. Anything else written to the
+    terminal (rows, when stdout is it too; a skipped file) goes after clear(), and the count is drawn again after."""
+
+    def __init__(self, total: int, shown: bool):
+        self.total, self.shown, self.done, self.drawn = total, shown, 0, ""
+
+    def clear(self) -> None:
+        if self.drawn:
+            print("\r" + " " * len(self.drawn) + "\r", end="", file=sys.stderr, flush=True)
+            self.drawn = ""
+
+    def count(self, photos: int) -> None:
+        self.done += photos
+        if self.shown:
+            sys.stdout.flush()  # this batch's rows first
+            self.drawn = f"{self.done}/{self.total} photos"
+            print("\r" + self.drawn, end="", file=sys.stderr, flush=True)
+
+
+def heatmap_file(folder: Path, path: Path) -> Path:
+    """Where --heatmap-dir puts a photo's overlay: its path as given, inside folder (no root, no '..'), + .png."""
+    inside = [part for part in path.parts if part not in (path.anchor, "..", ".")]
+    return folder.joinpath(*inside).with_name(f"{path.name}.png")
+
+
+def predict(
+    paths: list[Path],
+    output: str,
+    engine: str,
+    model_dir: Path | None,
+    precision: str = "auto",
+    heatmap: bool = False,
+    heatmap_dir: Path | None = None,
+) -> int:
     files = image_files(paths)
     classifier = Classifier(engine, model_dir, precision)
     writer = OUTPUTS[output]()
     failures = 0
-    show_progress = sys.stderr.isatty() and len(files) > BATCH
-    for start in range(0, len(files), BATCH):
-        decoded = []
-        for path in files[start : start + BATCH]:
-            try:
-                decoded.append((path, images.decode(read_photo(path), classifier.input_size)))
-            except (images.ImageError, OSError) as error:
-                failures += 1
-                print(
-                    f"muffin-v-chihuahua: skipped {path}: {getattr(error, 'strerror', None) or error}", file=sys.stderr
-                )
-        for (path, _), prediction in zip(decoded, classifier.predict([array for _, array in decoded]), strict=True):
-            writer.write(str(path), prediction)
-        if show_progress:
-            done = min(start + BATCH, len(files))
-            print(f"\r{done}/{len(files)} photos", end="" if done < len(files) else "\n", file=sys.stderr)
+    # On a terminal only, where it is redrawn in place; not into a log, and not for a run of one batch.
+    progress = Progress(len(files), shown=sys.stderr.isatty() and len(files) > BATCH)
+    with contextlib.closing(decoding(files, classifier.input_size, keep_pictures=heatmap_dir is not None)) as batches:
+        for batch in batches:
+            decoded = []
+            for path, pending in batch:
+                try:
+                    decoded.append((path, *pending.result()))
+                except (images.ImageError, OSError) as error:
+                    failures += 1
+                    progress.clear()
+                    reason = getattr(error, "strerror", None) or error
+                    print(f"muffin-v-chihuahua: skipped {path}: {reason}", file=sys.stderr)
+            arrays = [array for *_, array in decoded]
+            predictions = classifier.predict(arrays, heatmap=heatmap or heatmap_dir is not None)
+            progress.clear()
+            for (path, picture, _), prediction in zip(decoded, predictions, strict=True):
+                if heatmap_dir is not None:
+                    drawn = heatmap_file(heatmap_dir, path)
+                    drawn.parent.mkdir(parents=True, exist_ok=True)
+                    assert picture is not None and prediction.heatmap is not None  # both asked for above
+                    heatmaps.overlay(picture, prediction.heatmap).save(drawn, format="PNG")
+                if not heatmap:  # --heatmap-dir alone draws the heatmap without adding it to the output
+                    prediction = replace(prediction, heatmap=None, heatmap_class=None)
+                writer.write(str(path), prediction)
+            progress.count(len(batch))
+    progress.clear()
     writer.close()
     return 1 if failures else 0
 
@@ -137,24 +229,10 @@ class JsonLinesOutput:
 class CsvOutput:
     def __init__(self) -> None:
         self.writer = csv.writer(sys.stdout)
-        self.writer.writerow(
-            ["path", "verdict", "probability", "evidence", "top1", "top1_probability", "top2", "top3", "reason"]
-        )
+        self.writer.writerow(verdicts_csv.HEADER)
 
     def write(self, path: str, prediction: Prediction) -> None:
-        first, *others = prediction.imagenet
-        self.writer.writerow(
-            [
-                path,
-                prediction.verdict,
-                "" if prediction.probability is None else f"{prediction.probability:.6f}",
-                f"{prediction.evidence:.6f}",
-                first.name,
-                f"{first.probability:.6f}",
-                *(label.name for label in others),
-                prediction.reason or "",
-            ]
-        )
+        self.writer.writerow(verdicts_csv.row(path, prediction))
 
     def close(self) -> None:
         sys.stdout.flush()
@@ -169,6 +247,9 @@ def info(engine: str, model_dir: Path | None, precision: str) -> int:
     counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card["class_names"]}
     print(f"muffin-v-chihuahua {__version__}")
     print(f"engine: {classifier.engine}")
+    print(f"model version: {classifier.model_version} (SHA-256 {classifier.model_sha256})")
+    threads, reason = cpus.limit()
+    print(f"threads: {threads} ({reason})")
     print("demo photos: " + ", ".join(f"{count} {label}" for label, count in counts.items()))
     print("model card:")
     print(json.dumps(classifier.card, indent=2))
@@ -193,11 +274,9 @@ def serve(host: str, port: int, engine: str, model_dir: Path | None = None, prec
         return 2
     from muffin_v_chihuahua import service
 
-    try:
-        app = service.create_app(engines.resolve(engine), model_dir=model_dir, precision=precision)
-    except service.ConfigurationError as error:
-        print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
-        return 2
+    app = service.create_app(
+        engines.resolve(engine), model_dir=model_dir, precision=precision
+    )  # a bad setting: main() says it
     failure = service.run(app, host, port)
     if failure:
         print(f"muffin-v-chihuahua: the model could not be loaded: {failure}", file=sys.stderr)
@@ -218,11 +297,16 @@ def parser() -> argparse.ArgumentParser:
         "and the engine runs it, else float32)"
     )
     default_precision = os.environ.get(engines.PRECISION_VARIABLE, "auto")
-    model_dir_help = "the model folder: card.json and the files it names (default: the model in this package)"
+    model_dir_help = (
+        f"the model folder: card.json and the files it names (default: ${MODEL_DIR_VARIABLE}, else the model in "
+        "this package)"
+    )
+    default_model_dir = model_dir_from_environment()
 
     run = commands.add_parser("run-demo", help="start the Streamlit page (port 8080); other options go to Streamlit")
     run.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
     run.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
+    run.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
 
     classify = commands.add_parser("predict", help="classify photos and folders of photos")
     classify.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -232,12 +316,18 @@ def parser() -> argparse.ArgumentParser:
     classify.set_defaults(output="table")
     classify.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
     classify.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
-    classify.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
+    classify.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
+    classify.add_argument(
+        "--heatmap", action="store_true", help="add each photo's heatmap (where the model looked) to --json records"
+    )
+    classify.add_argument(
+        "--heatmap-dir", type=Path, metavar="DIR", help="write each photo with its heatmap overlaid, as DIR/<path>.png"
+    )
 
     describe = commands.add_parser("info", help="version, model card and demo photo counts")
     describe.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
     describe.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
-    describe.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
+    describe.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
 
     http = commands.add_parser(
         "serve", help="serve the model over HTTP (GET / health, POST /predict); the [service] extra"
@@ -246,7 +336,7 @@ def parser() -> argparse.ArgumentParser:
     http.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
     http.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
     http.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
-    http.add_argument("--model-dir", type=Path, metavar="FOLDER", help=model_dir_help)
+    http.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
     return top
 
 
@@ -255,9 +345,13 @@ def run_command(argv: list[str] | None) -> int:
     if extra and args.command != "run-demo":
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "run-demo":
-        return run_demo(extra, args.engine, args.precision)
+        return run_demo(extra, args.engine, args.precision, args.model_dir)
     if args.command == "predict":
-        return predict(args.paths, args.output, args.engine, args.model_dir, args.precision)
+        if args.heatmap and args.output != "json":
+            parser().error("--heatmap adds the heatmap to --json records: add --json (or draw it with --heatmap-dir)")
+        return predict(
+            args.paths, args.output, args.engine, args.model_dir, args.precision, args.heatmap, args.heatmap_dir
+        )
     if args.command == "serve":
         return serve(args.host, args.port, args.engine, args.model_dir, args.precision)
     return info(args.engine, args.model_dir, args.precision)
@@ -270,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         status = run_command(argv)
         sys.stdout.flush()  # a reader that went away shows here, inside the try, not at interpreter exit
         return status
-    except engines.EngineUnavailable as error:
+    except (engines.EngineUnavailable, SettingError) as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
         return 2
     except ModelFilesError as error:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from muffin_v_chihuahua.evidence import NEITHER, EvidenceRule
 TOP_LABELS = 3
 __all__ = ["NEITHER", "Classifier", "Label", "ModelFilesError", "Prediction"]
 CARD = "card.json"
+# A model folder released apart from the app (run-demo, serve, predict and info take it as --model-dir).
+MODEL_DIR_VARIABLE = "MUFFIN_V_CHIHUAHUA_MODEL_DIR"
 REPAIR = "reinstall muffin-v-chihuahua, or rebuild the model with `make model`"
 
 
@@ -46,9 +49,21 @@ class Prediction:
     # verdict's support, or for NEITHER how little the photo looks like the class the head leant to.
     evidence: float
     reason: str | None = None  # why a photo is NEITHER, for a person
+    # Where the model looked, when asked (predict(..., heatmap=True)): the class activation map of heatmap_class,
+    # the class the head leant to (the verdict, or for NEITHER the class it was not), rows top to bottom over the
+    # whole photo; each value is the head's score for the class at that cell (the class's logit is the mean of
+    # the cells plus the head's bias), what pointed away from it as 0.
+    heatmap: tuple[tuple[float, ...], ...] | None = None
+    heatmap_class: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A JSON-ready dict; the heatmap keys only when it was asked for (rows as lists)."""
+        data = asdict(self)
+        if self.heatmap is None:
+            del data["heatmap"], data["heatmap_class"]
+        else:
+            data["heatmap"] = [list(row) for row in self.heatmap]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Prediction:
@@ -59,6 +74,8 @@ class Prediction:
             imagenet=tuple(Label(str(label["name"]), float(label["probability"])) for label in data["imagenet"]),
             evidence=float(data["evidence"]),
             reason=data.get("reason"),
+            heatmap=None if data.get("heatmap") is None else tuple(tuple(map(float, row)) for row in data["heatmap"]),
+            heatmap_class=data.get("heatmap_class"),
         )
 
 
@@ -75,14 +92,19 @@ class Classifier:
             width, height = self._card_entry("input_size")
             self.input_size: tuple[int, int] = (int(width), int(height))
             self._class_names: list[str] = self._card_entry("class_names")
-            self._imagenet_names: list[str] = _read_json(folder / self._card_entry("imagenet_class_names"))
+            # Every file the card names and the runtime reads is checked before it is used.
+            names_file = folder / self._card_entry("imagenet_class_names")
+            _verified_sha256(names_file, self._card_entry("imagenet_class_names_sha256"))
+            self._imagenet_names: list[str] = _read_json(names_file)
+            # The model's own version (builders.model sets it), apart from the app's: a model ships by itself.
+            self.model_version: str = self._card_entry("model_version")
             for key in ("profiles", "threshold", "dog_classes"):
                 self._card_entry("neither", key)
             self._rule = EvidenceRule.from_card(self.card["neither"], self._imagenet_names)
             name = engines.resolve(engine)
             self.precision, self._files_entry = engines.model_file(name, precision, self._card_entry("files"))
             model_file = folder / self._card_entry("files", self._files_entry, "file")
-            # Checked before the engine reads it: a damaged file fails here with its name, not inside a runtime.
+            # A damaged model file fails here with its name, not inside a runtime.
             self.model_sha256: str = _verified_sha256(
                 model_file, self._card_entry("files", self._files_entry, "sha256")
             )
@@ -93,12 +115,16 @@ class Classifier:
         """The engine at its precision, as the card's "files" names it: onnx-int8, onnx (float32) or keras."""
         return self._files_entry
 
-    def predict(self, batch: Sequence[npt.NDArray[np.float32]]) -> list[Prediction]:
-        """Model input arrays (see images.decode with `input_size`) -> one Prediction each."""
+    def predict(self, batch: Sequence[npt.NDArray[np.float32]], heatmap: bool = False) -> list[Prediction]:
+        """Model input arrays (see images.decode with `input_size`) -> one Prediction each, with its heatmap if
+        asked (the model computes it anyway; carrying it costs a few hundred bytes a photo)."""
         if len(batch) == 0:
             return []
-        imagenet, verdict = self._engine.run(self._stack(batch))
-        return [self._prediction(i, v) for i, v in zip(imagenet, verdict, strict=True)]
+        outputs = self._engine.run(self._stack(batch))
+        return [
+            self._prediction(imagenet, verdict, maps if heatmap else None)
+            for imagenet, verdict, maps in zip(*outputs, strict=True)
+        ]
 
     def _card_entry(self, *keys: str) -> Any:
         """card[keys[0]][keys[1]]...; a card without it raises ModelFilesError naming the entry."""
@@ -116,13 +142,29 @@ class Classifier:
                 raise ValueError(f"expected an array of shape {expected}, got {array.shape}")
         return np.ascontiguousarray(np.stack(batch), dtype=np.float32)
 
-    def _prediction(self, imagenet: npt.NDArray[np.float32], verdict: npt.NDArray[np.float32]) -> Prediction:
+    def _prediction(
+        self,
+        imagenet: npt.NDArray[np.float32],
+        verdict: npt.NDArray[np.float32],
+        maps: npt.NDArray[np.float32] | None,
+    ) -> Prediction:
         top = np.argsort(imagenet)[::-1][:TOP_LABELS]
         labels = tuple(Label(self._imagenet_names[i], float(imagenet[i])) for i in top)
         best = int(np.argmax(verdict))
         judged = self._rule.judge(imagenet, self._class_names[best])
         probability = None if judged.verdict == NEITHER else float(verdict[best])
-        return Prediction(judged.verdict, probability, labels, judged.evidence, judged.reason)
+        prediction = Prediction(judged.verdict, probability, labels, judged.evidence, judged.reason)
+        if maps is None:
+            return prediction
+        # What pointed away from the class (negative) is not where the model looked for it: 0, as in Grad-CAM.
+        grid = tuple(tuple(float(value) for value in row) for row in np.maximum(maps[:, :, best], 0))
+        return replace(prediction, heatmap=grid, heatmap_class=self._class_names[best])
+
+
+def model_dir_from_environment() -> Path | None:
+    """The model folder MUFFIN_V_CHIHUAHUA_MODEL_DIR names, or None: the one in this package."""
+    value = os.environ.get(MODEL_DIR_VARIABLE, "").strip()
+    return Path(value) if value else None
 
 
 def _read_json(path: Path) -> Any:

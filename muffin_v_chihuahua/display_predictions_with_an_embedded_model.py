@@ -1,8 +1,11 @@
-"""The Streamlit page: demo photos and uploads, each with the model's verdict.
+"""The Streamlit page: demo photos, uploads and a camera photo, each with the model's verdict; the uploads'
+verdicts as CSV.
 
 Started by `muffin-v-chihuahua run-demo` (python -m streamlit run <this file>). Streamlit reruns this
-script on every interaction; the model is loaded once per process by st.cache_resource.
+script on every interaction; the model is loaded once per process by st.cache_resource, and photo_predictions
+predicts only the photos it has not seen, a bounded number at once (prediction_slots).
 With INFERENCE_URL set, the page is a front end: the service there (`muffin-v-chihuahua serve`) predicts.
+Else MUFFIN_V_CHIHUAHUA_MODEL_DIR names the model folder (`run-demo --model-dir`; default: the package's).
 """
 
 from __future__ import annotations
@@ -12,29 +15,20 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from pathlib import Path
 
-import numpy as np
 import streamlit as st
+from PIL import Image
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from muffin_v_chihuahua import __version__, demo, engines, images, remote
-from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
+from muffin_v_chihuahua import __version__, demo, engines, heatmaps, images, prediction_slots, remote, verdicts_csv
+from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction, model_dir_from_environment
+from muffin_v_chihuahua.environment import SettingError
+from muffin_v_chihuahua.photo_predictions import Model, Result, predict_photos, shared_cache
 
 DEMO_COUNT = 3
-
-
-class Model(Protocol):
-    """What the page asks of a model: the embedded Classifier and remote.RemoteClassifier both answer it."""
-
-    @property
-    def card(self) -> dict[str, Any]: ...
-    @property
-    def engine(self) -> str: ...
-    @property
-    def input_size(self) -> tuple[int, int]: ...
-    def predict(self, batch: Sequence[np.ndarray]) -> list[Prediction]: ...
-
-
+CSV_FILE = "muffin-v-chihuahua-verdicts.csv"
+OVERLAY_SIDE = 1024  # px: the overlay is drawn on a copy no larger than a column shows it
 EMOJI = {"chihuahua": "🐶", "muffin": "🍪", "neither": "🤷"}
 EVIDENCE_HELP = (
     "Evidence: how much of ImageNet's probability lies on what the dataset's photos of the head's class look like "
@@ -43,9 +37,9 @@ EVIDENCE_HELP = (
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def load_classifier(engine: str, precision: str) -> Classifier:
+def load_classifier(engine: str, precision: str, model_dir: Path | None) -> Classifier:
     started = time.monotonic()
-    classifier = Classifier(engine=engine, precision=precision)
+    classifier = Classifier(engine=engine, model_dir=model_dir, precision=precision)
     # One line per load in the server's log: every browser session shares this one model.
     print(
         f"muffin-v-chihuahua: model loaded ({classifier.engine}) in {time.monotonic() - started:.2f} s",
@@ -82,39 +76,85 @@ def show_prediction(prediction: Prediction, truth: str | None = None) -> None:
     st.caption(f"ImageNet: {labels} · evidence {prediction.evidence:.0%}", help=EVIDENCE_HELP)
 
 
-def show_demo(classifier: Model) -> None:
+def predicted(model: Model, photos: Sequence[bytes], section: str, heatmap: bool) -> list[Result] | None:
+    """One result per photo (photo_predictions: new ones in one batch, each content once), or None after saying
+    that the model is busy, with a button to ask again."""
+    slots, wait = prediction_slots.from_environment()
+    try:
+        return predict_photos(model, photos, shared_cache(), slots, wait, heatmap=heatmap)
+    except prediction_slots.Busy as error:
+        st.warning(f"No predictions: {error}.")
+        st.button("Try again", key=f"try-again-{section}")
+        return None
+
+
+def show_photo(picture: Image.Image, prediction: Prediction, caption: str) -> None:
+    """The picture, with the heatmap overlaid when the prediction carries one."""
+    if prediction.heatmap is not None:
+        picture = heatmaps.overlay(picture, prediction.heatmap, longest_side=OVERLAY_SIDE)
+        caption = f"{caption} · where the model looked for a {prediction.heatmap_class}"
+    st.image(picture, caption=caption, width="stretch")
+
+
+def show_demo(classifier: Model, heatmap: bool) -> None:
     st.subheader("Three demo photos")
     st.button("Shuffle & predict", on_click=shuffle_demo_photos, type="primary")
     if "demo_photos" not in st.session_state:
         shuffle_demo_photos()
     photos = st.session_state.demo_photos
-    pictures = [images.open_rgb(photo.file.read_bytes()) for photo in photos]
-    predictions = classifier.predict([images.to_array(p, classifier.input_size) for p in pictures])
-    for column, photo, picture, prediction in zip(st.columns(DEMO_COUNT), photos, pictures, predictions, strict=True):
+    results = predicted(classifier, [photo.file.read_bytes() for photo in photos], "demo", heatmap)
+    if results is None:
+        return
+    # Columns stack on a narrow screen (Streamlit puts them one under the other below 640 px).
+    for column, photo, result in zip(st.columns(DEMO_COUNT), photos, results, strict=True):
         with column:
-            st.image(picture, caption=f"{photo.name} (true label: {photo.label})", width="stretch")
-            show_prediction(prediction, truth=photo.label)
+            if isinstance(result, images.ImageError):
+                st.error(f"{photo.name}: {result}")
+                continue
+            show_photo(result.picture, result.prediction, f"{photo.name} (true label: {photo.label})")
+            show_prediction(result.prediction, truth=photo.label)
 
 
-def show_uploads(classifier: Model) -> None:
-    st.subheader("Your own photos")
+def chosen_photos() -> list[UploadedFile]:
+    """The uploads, then the camera's photo, if any: the uploader and the camera side by side (stacked on a phone)."""
     limit_mb = min(st.get_option("server.maxUploadSize"), images.MAX_UPLOAD_MB)
+    uploader, camera = st.columns(2)
     # No `type=` filter: Streamlit would refuse other names with a traceback; the decoder judges the
     # content instead and names the file and the reason.
-    uploads = st.file_uploader(
+    uploads = uploader.file_uploader(
         f"JPEG, PNG, WebP, GIF, BMP or TIFF, up to {limit_mb} MB each", accept_multiple_files=True
     )
-    for upload in uploads or []:
-        try:
-            picture = images.open_rgb(upload.getvalue())
-        except images.ImageError as error:
-            st.error(f"{upload.name}: {error}")
+    # The camera starts only when asked: rendering st.camera_input asks the browser for the camera at once.
+    with camera:
+        photo = st.camera_input("Take a photo") if st.toggle("📷 Use the camera", key="camera") else None
+    return [*(uploads or []), *([photo] if photo is not None else [])]
+
+
+def show_uploads(classifier: Model, heatmap: bool) -> None:
+    st.subheader("Your own photos")
+    files = chosen_photos()
+    results = predicted(classifier, [file.getvalue() for file in files], "uploads", heatmap) if files else None
+    if results is None:
+        return
+    verdicts = []
+    for file, result in zip(files, results, strict=True):
+        if isinstance(result, images.ImageError):
+            st.error(f"{file.name}: {result}")
             continue
-        [prediction] = classifier.predict([images.to_array(picture, classifier.input_size)])
         left, right = st.columns([1, 2])
-        left.image(picture, caption=upload.name, width="stretch")
+        with left:
+            show_photo(result.picture, result.prediction, file.name)
         with right:
-            show_prediction(prediction)
+            show_prediction(result.prediction)
+        verdicts.append((file.name, result.prediction))
+    if verdicts:
+        st.download_button(
+            "Download these verdicts (CSV)",
+            verdicts_csv.text(verdicts),
+            file_name=CSV_FILE,
+            mime="text/csv",
+            on_click="ignore",  # a download changes nothing on the page: no rerun
+        )
 
 
 def show_model_card(classifier: Model) -> None:
@@ -127,7 +167,7 @@ def show_model_card(classifier: Model) -> None:
             f"- engine: **{classifier.engine}**\n"
             f"- model file: `{card['files'][classifier.engine]['file']}`, "
             f"SHA-256 `{card['files'][classifier.engine]['sha256']}`\n"
-            f"- app version {__version__}, model built {card['built_at']}"
+            f"- app version {__version__}, model version {card['model_version']} (built {card['built_at']})"
         )
         st.markdown(demo.credit())
 
@@ -143,21 +183,29 @@ st.title("Muffin 🍪 or chihuahua 🐶")
 inference_url = os.environ.get(remote.URL_VARIABLE, "").strip()
 model: Model
 try:
+    prediction_slots.from_environment()  # a bad setting is said once, up front, not in each section
     if inference_url:
         model = connect_to_service(inference_url)
     else:
         model = load_classifier(
-            os.environ.get(engines.ENGINE_VARIABLE, "auto"), os.environ.get(engines.PRECISION_VARIABLE, "auto")
+            os.environ.get(engines.ENGINE_VARIABLE, "auto"),
+            os.environ.get(engines.PRECISION_VARIABLE, "auto"),
+            model_dir_from_environment(),
         )
-except (engines.EngineUnavailable, ModelFilesError) as error:
+except (engines.EngineUnavailable, ModelFilesError, SettingError) as error:
     st.error(f"The model cannot run here: {error}")
     st.stop()
 except remote.ServiceError as error:
     show_service_error(error)
     st.stop()
+heatmap = st.toggle(
+    "Show where the model looked",
+    key="heatmap",
+    help="Colours each photo by how much each part of it counted towards the verdict (a class activation map)",
+)
 try:
-    show_demo(model)
-    show_uploads(model)
+    show_demo(model, heatmap)
+    show_uploads(model, heatmap)
     show_model_card(model)
 except remote.ServiceError as error:  # the service went away after the page connected to it
     show_service_error(error)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable, Container
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -32,11 +32,19 @@ class EngineUnavailable(RuntimeError):
     """The chosen engine's libraries are not installed; the message names what to install."""
 
 
+class Outputs(NamedTuple):
+    """What one run of the model gives, for a batch of N photos (the model card's "outputs", in order)."""
+
+    imagenet: npt.NDArray[np.float32]  # ImageNet probabilities (N, 1000)
+    verdict: npt.NDArray[np.float32]  # the head's class probabilities (N, classes)
+    heatmap: npt.NDArray[np.float32]  # each class's activation map (N, rows, columns, classes), rows top to bottom
+
+
 class Engine(Protocol):
     name: str
 
-    def run(self, batch: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """(N, H, W, 3) float32 RGB 0..255 -> (ImageNet probabilities (N, 1000), verdict probabilities (N, 2))."""
+    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
+        """(N, H, W, 3) float32 RGB 0..255 -> the model's outputs."""
 
 
 class OnnxEngine:
@@ -67,9 +75,8 @@ class OnnxEngine:
         # 11.2 ms instead of 8.4 on an idle machine and gained nothing on a busy one (benchmarks/benchmark.py).
         return options
 
-    def run(self, batch: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        imagenet, verdict = self._session.run(None, {self._input: batch})
-        return imagenet, verdict
+    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
+        return Outputs(*self._session.run(None, {self._input: batch}))
 
 
 class KerasEngine:
@@ -84,9 +91,8 @@ class KerasEngine:
         model = keras.models.load_model(model_path, compile=False)
         self._call = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
 
-    def run(self, batch: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        imagenet, verdict = self._call(batch)
-        return imagenet.numpy(), verdict.numpy()
+    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
+        return Outputs(*(output.numpy() for output in self._call(batch)))
 
 
 # What each engine imports, and how to install it.

@@ -6,7 +6,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
 
 # Larger uploads are refused before they are read: the page, the CLI and the service share it.
 MAX_UPLOAD_MB = 10
@@ -16,6 +16,12 @@ MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 MAX_PIXELS = 40_000_000
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 SIGNATURES = {b"\xff\xd8": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\0": "TIFF", b"MM\0*": "TIFF"}
+# A large JPEG is decoded at reduced scale (libjpeg's DCT scaling by 1/2, 1/4 or 1/8), to no less than this many
+# times the model's input in each dimension: a 12-megapixel photo decodes several times faster, and the final
+# resize still averages two or more decoded pixels per input pixel, so the input moves by a grey level or so.
+DRAFT_MARGIN = 2
+# EXIF orientations whose picture is stored on its side (transpose, 90°, transverse, 270°): width and height swap.
+SIDEWAYS = (5, 6, 7, 8)
 
 
 class ImageError(ValueError):
@@ -35,8 +41,12 @@ def check_size(size: int) -> None:
         raise ImageError("too-large", f"the file is larger than {MAX_UPLOAD_MB} MB")
 
 
-def open_rgb(data: bytes | bytearray) -> Image.Image:
-    """Decode image bytes to an upright 8-bit RGB picture (first frame of an animation)."""
+def open_rgb(data: bytes | bytearray, model_size: tuple[int, int] | None = None) -> Image.Image:
+    """Decode image bytes to an upright 8-bit RGB picture (first frame of an animation).
+
+    With `model_size`, the model's (width, height) the picture is for, a large JPEG is decoded at reduced scale,
+    never below DRAFT_MARGIN times that in either dimension (other formats are decoded whole).
+    """
     if not data:
         raise ImageError("empty", "the file is empty")
     check_size(len(data))
@@ -58,6 +68,8 @@ def open_rgb(data: bytes | bytearray) -> Image.Image:
             "too-many-pixels", f"the image is {image.width}x{image.height}, more than {MAX_PIXELS:,} pixels"
         )
     try:
+        if model_size is not None:
+            _draft(image, model_size)
         image.load()
         return _to_rgb(ImageOps.exif_transpose(image))
     except ImageError:
@@ -73,7 +85,18 @@ def to_array(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
 
 def decode(data: bytes | bytearray, size: tuple[int, int]) -> np.ndarray:
     """Image bytes -> the model's input array."""
-    return to_array(open_rgb(data), size)
+    return to_array(open_rgb(data, size), size)
+
+
+def _draft(image: Image.Image, model_size: tuple[int, int]) -> None:
+    """Ask a JPEG decoder for the smallest reduced scale that keeps the upright picture at DRAFT_MARGIN times
+    `model_size` or more. Before loading: the scale is chosen from the stored size."""
+    if not isinstance(image, JpegImagePlugin.JpegImageFile):  # only JPEG scales (and a PNG decodes to find its EXIF)
+        return
+    width, height = (DRAFT_MARGIN * side for side in model_size)
+    if image.getexif().get(ExifTags.Base.Orientation) in SIDEWAYS:
+        width, height = height, width
+    image.draft("RGB", (width, height))
 
 
 def _kind_from_signature(data: bytes | bytearray) -> str | None:

@@ -67,14 +67,16 @@ class RemoteClassifier:
             self.close()  # a client that could not be made keeps no connection open
             raise
 
-    def predict(self, batch: Sequence[np.ndarray]) -> list[Prediction]:
-        """Model input arrays (images.to_array at input_size) -> one Prediction each, from the service."""
+    def predict(self, batch: Sequence[np.ndarray], heatmap: bool = False) -> list[Prediction]:
+        """Model input arrays (images.to_array at input_size) -> one Prediction each, from the service (with its
+        heatmap if asked)."""
         pngs = [self._png(array) for array in batch]
         predictions = []
         for start in range(0, len(pngs), self.max_files):
             chunk = pngs[start : start + self.max_files]
             files = [("files", (f"image-{start + i}.png", png, "image/png")) for i, png in enumerate(chunk)]
-            answer = self._call("POST", "/predict", files, self.predict_timeout)
+            params = {"heatmap": "true"} if heatmap else None
+            answer = self._call("POST", "/predict", files, self.predict_timeout, params)
             results = answer.get("predictions", [])
             if len(results) != len(chunk):
                 raise ServiceError(
@@ -113,13 +115,14 @@ class RemoteClassifier:
         path: str,
         files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
         timeout: float | None = None,
+        params: dict[str, str] | None = None,
     ) -> Any:
-        """One request (multipart `files`, if any); every failure becomes a ServiceError that names the service
+        """One request (multipart `files` and query `params`, if any); every failure becomes a ServiceError that names the service
         and what happened."""
         where = f"the inference service at {self.url}"
         timeout = timeout or self.timeout
         try:
-            response = self._session.request(method, self.url + path, files=files, timeout=timeout)
+            response = self._session.request(method, self.url + path, params=params, files=files, timeout=timeout)
         except requests.Timeout:  # before requests.ConnectionError: a connect timeout is both
             raise ServiceError(f"{where} did not answer within {timeout:g} s") from None
         except requests.ConnectionError as error:

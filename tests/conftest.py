@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import pages
+from tests import corpus, pages
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "muffin_v_chihuahua"
@@ -114,13 +114,32 @@ def client_venv(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def browser():
-    """Debian's Chromium, headless, driven by Playwright (whose own browser download is not used)."""
+def playwright():
+    """One Playwright for the session: its sync API runs one at a time, every browser launched from it."""
     if not Path(pages.CHROMIUM).exists():
         pytest.fail(f"{pages.CHROMIUM} is missing: `make system-deps` installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=pages.CHROMIUM, headless=True, args=pages.CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    with sync_playwright() as started:
+        yield started
+
+
+def chromium(playwright, extra_args: list[str]):
+    """Debian's Chromium, headless, driven by Playwright (whose own browser download is not used)."""
+    launched = playwright.chromium.launch(
+        executable_path=pages.CHROMIUM, headless=True, args=[*pages.CHROMIUM_ARGS, *extra_args]
+    )
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="session")
+def browser(playwright):
+    yield from chromium(playwright, [])
+
+
+@pytest.fixture(scope="session")
+def camera_browser(playwright, tmp_path_factory):
+    """Chromium whose camera is a fake one filming a dataset photo (chihuahua/1.jpg), made into a video here."""
+    video = pages.fake_camera_video(corpus.DATASET_PHOTO, tmp_path_factory.mktemp("camera") / "chihuahua.y4m")
+    yield from chromium(playwright, pages.camera_args(video))

@@ -21,6 +21,9 @@ from muffin_v_chihuahua import images
 
 VERDICT = "verdict"
 DATASET_PHOTO = Path(__file__).resolve().parents[1] / "muffin_v_chihuahua" / "data" / "chihuahua" / "1.jpg"
+PHONE_SIZE, PHONE_QUALITY = (4000, 3000), 90  # 12 megapixels, as phone cameras save them
+EXIF_ORIENTATION = 0x0112
+ROTATE_90_CLOCKWISE_TO_VIEW = 6
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,17 @@ def photo() -> Image.Image:
     return picture
 
 
+def phone_jpeg(picture: Image.Image, sideways: bool = False) -> bytes:
+    """The picture upscaled to a phone camera's 12 megapixels and saved at a phone's JPEG quality. Sideways: stored
+    as a phone held upright stores it, turned a quarter, with the EXIF orientation that turns it upright to view."""
+    large = picture.convert("RGB").resize(PHONE_SIZE, Image.Resampling.BICUBIC)
+    exif = Image.Exif()
+    if sideways:
+        large = large.transpose(Image.Transpose.ROTATE_90)
+        exif[EXIF_ORIENTATION] = ROTATE_90_CLOCKWISE_TO_VIEW
+    return encode(large, "JPEG", quality=PHONE_QUALITY, exif=exif)
+
+
 def noisy(width: int, height: int) -> Image.Image:
     """Random pixels compress badly, so a truncated file is cut inside its image data."""
     return Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8))
@@ -72,7 +86,7 @@ def noisy(width: int, height: int) -> Image.Image:
 
 def exif_rotated() -> bytes:
     exif = Image.Exif()
-    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    exif[EXIF_ORIENTATION] = ROTATE_90_CLOCKWISE_TO_VIEW
     return encode(photo(), "JPEG", exif=exif)
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from PIL import Image
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and quiet: this machine's closed network refuses Chromium's background connections.
@@ -19,8 +22,13 @@ CHROMIUM_ARGS = [
 VERDICT = re.compile(r"^(muffin|chihuahua|neither) \S+ \d+\.\d%")
 
 
-def open_page(browser, url: str):
-    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+DESKTOP = {"width": 1280, "height": 1400}
+PHONE = {"width": 390, "height": 844}  # CSS pixels: a current phone held upright
+
+
+def open_page(browser, url: str, **options):
+    """A new page (its own browser context: `options` are its viewport, permissions...), the demo verdicts shown."""
+    page = browser.new_page(**{"viewport": DESKTOP, **options})
     page.goto(url)
     wait_for_verdicts(page, 3)
     return page
@@ -50,3 +58,46 @@ def wait_for_pictures(page, count: int, timeout: float = 30_000) -> None:
         timeout=timeout,
     )
     page.locator("input[type=file]").wait_for(state="attached", timeout=timeout)
+
+
+def fake_camera_video(photo: Path, video: Path, width: int = 640) -> Path:
+    """The photo as a one-frame Y4M video (YUV 4:2:0), which Chromium's fake camera plays in a loop
+    (--use-file-for-fake-video-capture); made at test time, never committed."""
+    picture = Image.open(photo).convert("RGB")
+    height = round(picture.height * width / picture.width / 2) * 2  # 4:2:0 halves both sides: even sizes
+    luma, blue, red = picture.resize((width, height)).convert("YCbCr").split()
+    half = (width // 2, height // 2)
+    with video.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\nFRAME\n".encode())
+        for plane in (luma, blue.resize(half), red.resize(half)):
+            out.write(plane.tobytes())
+    return video
+
+
+def camera_args(video: Path) -> list[str]:
+    """Chromium's flags for a fake camera playing `video`, allowed without asking."""
+    return [
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ]
+
+
+def wider_than_the_screen(page) -> list[str]:
+    """What sticks out past the viewport's right edge: the document's width, and every element shown there."""
+    return page.evaluate(
+        """() => [
+            ...(document.documentElement.scrollWidth > window.innerWidth ? ['the document'] : []),
+            ...[...document.querySelectorAll('body *')]
+                .filter(e => { const box = e.getBoundingClientRect(); return box.width > 0 && box.right > innerWidth + 0.5 })
+                .map(e => `${e.tagName} ${e.dataset.testid || e.className}`),
+        ]"""
+    )
+
+
+def screenshot_whole(page, path: Path) -> None:
+    """The whole page: Streamlit scrolls inside its main block, so the viewport grows to the content's height first
+    (full_page alone would show the top of it only)."""
+    height = page.evaluate("document.querySelector('[data-testid=stMain]').scrollHeight")
+    page.set_viewport_size({"width": page.viewport_size["width"], "height": height})
+    page.screenshot(path=path, full_page=True)

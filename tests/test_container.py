@@ -1,4 +1,6 @@
-"""The container image: built by `make package-docker` on the Podman route of ../shared/CONTAINERS.md, run for real.
+"""The container images: built by `make package-docker` and `make package-services` on the Podman route of
+../shared/CONTAINERS.md, run for real: the app, and the two role images (the service, the page asking it), each
+with only what its role imports, all serving with a read-only root filesystem and only /tmp writable.
 
 Measurements (build time, size above the base image, what takes the space, seconds from `run` to
 healthy) are printed (`pytest -s`) and written to test-artifacts/container.txt.
@@ -16,6 +18,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,7 +27,7 @@ import pytest
 from builders.data import LABELS, read_checksums
 from tests.conftest import ROOT
 from tests.pages import open_page, verdicts
-from tests.servers import free_port, wait_for
+from tests.servers import free_port, post_files, wait_for
 
 pytestmark = pytest.mark.container
 
@@ -32,6 +36,17 @@ BASE_IMAGE = "localhost/python-base:3.11"  # the makefile's PODMAN_BASE_IMAGE
 PODMAN = ["podman", "--runtime", "runc"]  # crun fails on this machine's cgroups
 ULIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 MAX_MB_ABOVE_BASE = 650
+SERVICE_IMAGE, FRONTEND_IMAGE = f"{IMAGE}-service", f"{IMAGE}-frontend"
+# Issue 15's targets above the base: each role image holds only what it imports (requirements/*-image.in).
+ROLE_MAX_MB_ABOVE_BASE = {SERVICE_IMAGE: 300, FRONTEND_IMAGE: 520}
+# What each role image must not hold: the service has no page (Streamlit and what only Streamlit needs), the
+# front end no inference runtime; none has TensorFlow.
+ABSENT_MODULES = {
+    SERVICE_IMAGE: ("streamlit", "pyarrow", "pandas", "pydeck", "altair", "tensorflow"),
+    FRONTEND_IMAGE: ("onnxruntime", "tensorflow"),
+}
+# The way a pod with readOnlyRootFilesystem and an emptyDir on /tmp runs it.
+READ_ONLY = ["--read-only", "--tmpfs", "/tmp"]
 ARTIFACTS = ROOT / "test-artifacts"
 PACKAGE_IN_IMAGE = "/opt/venv/lib/python3.11/site-packages/muffin_v_chihuahua"
 
@@ -112,6 +127,25 @@ def container(image, measurements):
         yield name, port
     finally:
         podman("rm", "--force", "--ignore", name, check=False)
+
+
+@contextmanager
+def running(name: str, *run_args: str) -> Iterator[str]:
+    """`podman run --detach` with these options (and the lowered ulimits); removed afterwards."""
+    try:
+        podman("run", "--detach", "--name", name, *ULIMITS, *run_args)
+        yield name
+    finally:
+        podman("rm", "--force", "--ignore", name, check=False)
+
+
+def logs(name: str) -> str:
+    result = podman("logs", name, check=False)
+    return result.stdout + result.stderr
+
+
+def image_size(image: str) -> int:
+    return int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout)
 
 
 def in_container(name: str, *command: str, user: str | None = None) -> subprocess.CompletedProcess:
@@ -265,9 +299,9 @@ def services(measurements):
         timeout=3600,
     )
     measurements["build (make package-services, after the app image)"] = f"{seconds:.0f} s"
-    base = int(podman("image", "inspect", "--format", "{{.Size}}", BASE_IMAGE).stdout)
+    base = image_size(BASE_IMAGE)
     for kind, name in (("service", service_image), ("frontend", frontend_image)):
-        size = int(podman("image", "inspect", "--format", "{{.Size}}", name).stdout)
+        size = image_size(name)
         measurements[f"{kind} image size"] = f"{mb(size)} ({mb(size - base)} above the base)"
     port, pod = free_port(), f"muffin-v-chihuahua-test-{os.getpid()}"
     try:
@@ -323,3 +357,59 @@ def test_the_page_from_the_frontend_image_shows_the_services_verdicts_in_a_brows
     page.close()
     service_log = podman("logs", f"{pod}-service")
     assert " POST /predict 200 " in service_log.stdout + service_log.stderr  # its line for the request
+
+
+# ----- fit for a pod: lean role images, a read-only root, threads that follow the CPU limit -------------
+
+
+@pytest.mark.parametrize("role_image", [SERVICE_IMAGE, FRONTEND_IMAGE])
+def test_each_role_image_is_within_its_size_above_the_base(services, role_image):
+    above = image_size(role_image) - image_size(BASE_IMAGE)
+    assert above <= ROLE_MAX_MB_ABOVE_BASE[role_image] * 1e6, f"{role_image}: {mb(above)} above {BASE_IMAGE}"
+
+
+@pytest.mark.parametrize("role_image", [SERVICE_IMAGE, FRONTEND_IMAGE])
+def test_each_role_image_holds_none_of_what_its_role_does_not_import(services, role_image):
+    absent = ABSENT_MODULES[role_image]
+    ask = f"import importlib.util as u; print([m for m in {absent!r} if u.find_spec(m)])"
+    result = podman("run", "--rm", *ULIMITS, role_image, "python", "-c", ask)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_the_frontend_image_holds_no_model_file(services):
+    found = podman(
+        "run", "--rm", *ULIMITS, "--user", "0", FRONTEND_IMAGE,
+        "find", "/", "-xdev", "(", "-name", "*.onnx", "-o", "-name", "*.h5", "-o", "-name", "card.json", ")",
+    )  # fmt: skip
+    assert found.stdout.split() == []
+
+
+def test_the_app_serves_the_page_with_a_read_only_root(image, browser):
+    port = free_port()
+    with running(f"muffin-v-chihuahua-ro-{os.getpid()}", *READ_ONLY, "-p", f"127.0.0.1:{port}:8080", image) as name:
+        wait_for(f"http://127.0.0.1:{port}/_stcore/health")
+        page = open_page(browser, f"http://127.0.0.1:{port}")  # waits for the three demo verdicts
+        page.close()
+        assert "Read-only file system" not in logs(name) and "Failed to persist" not in logs(name)
+
+
+def test_the_service_and_the_page_serve_with_a_read_only_root_and_the_service_follows_its_cpu_limit(
+    services, browser, dataset_dir
+):
+    """The two role images as the split deployment runs them: read-only, the service limited to 1 CPU (a CFS
+    quota: the container still sees every host core), the page in the service's network namespace."""
+    service_port, page_port, prefix = free_port(), free_port(), f"muffin-v-chihuahua-ro-{os.getpid()}"
+    publish = ["-p", f"127.0.0.1:{service_port}:8000", "-p", f"127.0.0.1:{page_port}:8080"]
+    with running(f"{prefix}-service", *READ_ONLY, "--cpus", "1", *publish, SERVICE_IMAGE) as service:
+        wait_for(f"http://127.0.0.1:{service_port}/readyz")
+        photo = sorted(read_checksums(dataset_dir))[0]
+        status, body = post_files(f"http://127.0.0.1:{service_port}", [("a.jpg", (dataset_dir / photo).read_bytes())])
+        assert status == 200 and body["predictions"][0]["verdict"] == photo.split("/")[0], body
+        frontend_args = ["--network", f"container:{service}", "-e", "INFERENCE_URL=http://127.0.0.1:8000"]
+        with running(f"{prefix}-frontend", *READ_ONLY, *frontend_args, FRONTEND_IMAGE) as frontend:
+            wait_for(f"http://127.0.0.1:{page_port}/_stcore/health")
+            page = open_page(browser, f"http://127.0.0.1:{page_port}")  # the service's verdicts
+            page.close()
+            for name in (service, frontend):
+                assert "Read-only file system" not in logs(name) and "Failed to persist" not in logs(name)
+        assert "CPUs: 1 (the cgroup CPU quota, 1 of " in logs(service), logs(service)

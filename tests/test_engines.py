@@ -10,7 +10,7 @@ import pytest
 
 from muffin_v_chihuahua import cpus, engines, images
 from muffin_v_chihuahua.classifier import Classifier
-from tests.conftest import imported_after
+from tests.conftest import PACKAGE, imported_after
 
 
 def run_python(code: str) -> str:
@@ -53,6 +53,15 @@ def test_onnx_runtime_uses_every_cpu_this_process_may_use():
     assert engines.OnnxEngine.session_options().intra_op_num_threads == cpus.usable()
 
 
+def test_every_engine_gives_the_outputs_the_card_names(engine):
+    classifier = Classifier(engine=engine)
+    outputs = engines.load(engine, PACKAGE / "model" / classifier.card["files"][engine]["file"]).run(
+        np.zeros((2, *classifier.input_size[::-1], 3), np.float32)
+    )
+    assert list(outputs._fields) == classifier.card["outputs"]
+    assert [output.shape for output in outputs] == [(2, 1000), (2, 2), (2, *classifier.card["heatmap"]["shape"])]
+
+
 def test_the_onnx_engine_runs_where_the_os_has_no_affinity_mask(monkeypatch, labelled_photos):
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # as on macOS and Windows
     classifier = Classifier(engine="onnx")
@@ -61,6 +70,7 @@ def test_the_onnx_engine_runs_where_the_os_has_no_affinity_mask(monkeypatch, lab
 
 
 def test_both_engines_give_the_same_predictions_on_the_dataset_and_on_pictures_that_are_neither(labelled_photos):
+    """Verdicts, probabilities, labels and heatmaps."""
     from sklearn.datasets import load_sample_images
 
     from builders.neither import negative_photos
@@ -70,7 +80,7 @@ def test_both_engines_give_the_same_predictions_on_the_dataset_and_on_pictures_t
     photos = [path.read_bytes() for _, path in labelled_photos] + list(negative_photos().values())
     photos += [Path(path).read_bytes() for path in load_sample_images().filenames]
     batch = [images.decode(data, onnx.input_size) for data in photos]
-    ours, theirs = onnx.predict(batch), keras.predict(batch)
+    ours, theirs = onnx.predict(batch, heatmap=True), keras.predict(batch, heatmap=True)
     assert sum(p.verdict == "neither" for p in ours) >= 20  # the pictures that are neither are judged too
     for mine, other in zip(ours, theirs, strict=True):
         assert (mine.verdict, mine.reason) == (other.verdict, other.reason)
@@ -82,6 +92,8 @@ def test_both_engines_give_the_same_predictions_on_the_dataset_and_on_pictures_t
             atol=1e-4,
             strict=False,
         )
+        assert mine.heatmap_class == other.heatmap_class
+        np.testing.assert_allclose(mine.heatmap, other.heatmap, atol=1e-4 * np.max(other.heatmap), strict=False)
 
 
 CARD_FILES = {"keras": {}, "onnx": {}, "onnx-int8": {}}  # the entries a card built with its int8 model has

@@ -75,6 +75,49 @@ def test_resizes_whole_picture_without_cropping():
     assert array[112, 0, 2] > 200 and array[112, -1, 0] > 150
 
 
+# ----- large JPEGs are decoded at reduced scale ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("sideways", [False, True], ids=["upright", "exif-rotated"])
+def test_a_phone_photo_is_decoded_at_reduced_scale_within_a_grey_level_or_two(sideways):
+    data = corpus.phone_jpeg(Image.open(corpus.DATASET_PHOTO), sideways)
+    whole, reduced = images.open_rgb(data), images.open_rgb(data, SIZE)
+    assert whole.size == corpus.PHONE_SIZE  # upright either way
+    assert reduced.size == (1000, 750)  # a quarter: an eighth (500x375) would be under twice 224
+    array = images.decode(data, SIZE)
+    np.testing.assert_array_equal(array, images.to_array(reduced, SIZE))  # the page's way is the CLI's and service's
+    assert np.abs(array - images.to_array(whole, SIZE)).max() <= 2
+
+
+@pytest.mark.parametrize(
+    ("stored", "orientation", "model_size", "decoded"),
+    [
+        ((4000, 3000), 1, SIZE, (1000, 750)),
+        ((3600, 3600), 1, SIZE, (450, 450)),  # an eighth, libjpeg's smallest scale
+        ((896, 896), 1, SIZE, (448, 448)),  # a half, exactly twice
+        ((895, 1200), 1, SIZE, (895, 1200)),  # a half would be 447 wide: whole
+        ((1600, 400), 1, (160, 40), (400, 100)),
+        # Stored on its side, upright 400 wide: a quarter would make it 100 wide, under twice 160.
+        ((1600, 400), 6, (160, 40), (400, 1600)),
+        ((1600, 400), 8, (40, 160), (100, 400)),
+    ],
+)
+def test_the_reduced_scale_is_the_smallest_that_keeps_twice_the_model_size(stored, orientation, model_size, decoded):
+    exif = Image.Exif()
+    exif[corpus.EXIF_ORIENTATION] = orientation
+    picture = images.open_rgb(encode(Image.new("RGB", stored, RED), "JPEG", exif=exif), model_size)
+    assert picture.size == decoded
+    assert picture.width >= 2 * model_size[0] and picture.height >= 2 * model_size[1]
+
+
+@pytest.mark.parametrize("format", ["PNG", "WEBP"])
+def test_other_formats_are_decoded_whole(format):
+    data = encode(corpus.noisy(1000, 900), format, lossless=True)
+    whole, for_the_model = images.open_rgb(data), images.open_rgb(data, SIZE)
+    assert for_the_model.size == (1000, 900)
+    np.testing.assert_array_equal(np.asarray(for_the_model), np.asarray(whole))
+
+
 JPEG = encode(Image.new("RGB", (64, 64), RED), "JPEG")
 PNG = encode(Image.new("RGB", (64, 64), RED), "PNG")
 

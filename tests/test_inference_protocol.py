@@ -119,7 +119,7 @@ def test_the_client_sees_a_live_ready_server_and_the_model_s_metadata(seen):
     assert seen["server_metadata"]["name"] == "muffin-v-chihuahua"
     assert "binary_tensor_data" in seen["server_metadata"]["extensions"]
     metadata = seen["model_metadata"]
-    assert metadata["name"] == "muffin-v-chihuahua" and metadata["versions"] == [CARD["version"]]
+    assert metadata["name"] == "muffin-v-chihuahua" and metadata["versions"] == [CARD["model_version"]]
     assert metadata["platform"] == "onnxruntime_onnx"
     assert metadata["inputs"] == [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
     outputs = {output["name"]: (output["datatype"], output["shape"]) for output in metadata["outputs"]}
@@ -323,4 +323,4 @@ def test_another_model_or_version_is_a_404(service):
     assert status == 404 and "muffin-v-chihuahua" in body["error"]
     status, body = get(service.url + MODEL_URL + "/versions/9.9/ready")
     assert status == 404 and "9.9" in body["error"]
-    assert get(service.url + MODEL_URL + f"/versions/{CARD['version']}/ready")[0] == 200
+    assert get(service.url + MODEL_URL + f"/versions/{CARD['model_version']}/ready")[0] == 200

@@ -1,22 +1,29 @@
 """The console script (muffin_v_chihuahua.__main__): predict, info, --version; run-demo is in test_wheel.
 A problem is one line on stderr and an exit status, never a traceback."""
 
+import contextlib
 import csv
 import io
 import json
+import os
+import pty
+import re
 import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from muffin_v_chihuahua import __version__, images
-from muffin_v_chihuahua.__main__ import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
-from muffin_v_chihuahua.classifier import Prediction
+from muffin_v_chihuahua import __version__, cpus, images
+from muffin_v_chihuahua.__main__ import BATCH, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
+from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE, Classifier, Prediction
 from tests import corpus
 from tests.conftest import PACKAGE, ROOT
+from tests.servers import free_port, running, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +77,43 @@ def test_predict_json_gives_one_object_per_line(photo_folder, capsys, classifier
     assert_same_prediction(Prediction.from_dict(result), expected_prediction(classifier, photo))
 
 
+def test_predict_json_has_no_heatmap_unless_asked_and_with_heatmap_a_list_of_rows(
+    photo_folder, capsys, classifier, engine
+):
+    photo = photo_folder / "chihuahua-a.jpg"
+    assert main(["predict", "--json", "--engine", engine, str(photo)]) == 0
+    assert "heatmap" not in json.loads(capsys.readouterr().out)
+    assert main(["predict", "--json", "--heatmap", "--engine", engine, str(photo)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    [expected] = classifier.predict([images.decode(photo.read_bytes(), classifier.input_size)], heatmap=True)
+    assert record["heatmap_class"] == expected.heatmap_class == "chihuahua"
+    assert isinstance(record["heatmap"], list) and all(isinstance(row, list) for row in record["heatmap"])
+    np.testing.assert_allclose(record["heatmap"], expected.heatmap, atol=1e-4, strict=False)
+
+
+def test_heatmap_without_json_is_a_usage_error(photo_folder, capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["predict", "--heatmap", str(photo_folder / "muffin-a.jpg")])
+    assert raised.value.code == 2 and "--heatmap adds the heatmap to --json records" in capsys.readouterr().err
+
+
+def test_heatmap_dir_writes_each_photo_with_its_heatmap_overlaid(photo_folder, tmp_path, capsys, classifier, engine):
+    drawn = tmp_path / "heatmaps"
+    assert main(["predict", "--heatmap-dir", str(drawn), "--engine", engine, str(photo_folder)]) == 1
+    assert "heatmap" not in capsys.readouterr().out  # the table is as it was
+    written = sorted(path.relative_to(drawn) for path in drawn.rglob("*.png"))
+    inside = photo_folder.relative_to(photo_folder.anchor)
+    assert written == sorted(
+        inside / name
+        for name in ("chihuahua-a.jpg.png", "muffin-a.jpg.png", "nested/chihuahua-b.jpg.png", "nested/muffin-b.jpg.png")
+    )  # the bad file has none
+    for path in written:
+        photo = photo_folder / str(path.relative_to(inside)).removesuffix(".png")
+        with Image.open(drawn / path) as overlay, Image.open(photo) as original:
+            assert overlay.format == "PNG" and overlay.size == original.size
+            assert np.abs(np.asarray(overlay, float) - np.asarray(original.convert("RGB"), float)).mean() > 5
+
+
 def test_predict_csv_has_a_header_and_a_row_per_photo(photo_folder, capsys, classifier, engine):
     assert main(["predict", "--csv", "--engine", engine, str(photo_folder / "nested")]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
@@ -109,6 +153,8 @@ def test_info_prints_version_engine_card_and_photo_counts(capsys, classifier, en
     assert head.splitlines() == [
         f"muffin-v-chihuahua {__version__}",
         f"engine: {classifier.engine}",
+        f"model version: {classifier.model_version} (SHA-256 {classifier.model_sha256})",
+        "threads: {} ({})".format(*cpus.limit()),
         "demo photos: 65 chihuahua, 55 muffin",
     ]
     assert json.loads(card) == classifier.card
@@ -156,6 +202,71 @@ def test_every_corpus_case_gets_a_verdict_or_is_reported_and_skipped(tmp_path, c
     assert "Traceback" not in err
 
 
+# ----- a long run: decoded in parallel with inference, in order, its progress on a terminal ----------
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory, labelled_photos) -> tuple[Path, list[Path], list[Path]]:
+    """A folder of 2.5 batches: dataset photos, a 12-MP phone photo early on (slow to decode: a pool that let a
+    later photo overtake it would show), and bad files in the first, second and third batch. The folder, its good
+    photos and its bad files, in the order predict takes them."""
+    folder = tmp_path_factory.mktemp("long-run")
+    sources = iter(path for _, path in labelled_photos)
+    bad = {3: b"not a photo", BATCH + 1: next(sources).read_bytes()[:5000], 2 * BATCH + 1: b""}
+    good, refused = [], []
+    for index in range(BATCH * 5 // 2):
+        path = folder / f"{index:02d}.jpg"
+        if index in bad:
+            path.write_bytes(bad[index])
+            refused.append(path)
+            continue
+        source = next(sources)
+        path.write_bytes(corpus.phone_jpeg(Image.open(source)) if index == 5 else source.read_bytes())
+        good.append(path)
+    return folder, good, refused
+
+
+def skipped_line(path: Path) -> str:
+    with pytest.raises(images.ImageError) as refused:
+        images.decode(path.read_bytes(), (224, 224))
+    return f"muffin-v-chihuahua: skipped {path}: {refused.value}"
+
+
+def test_a_long_run_keeps_the_photos_order_and_names_each_bad_file(long_run, capsys):
+    folder, good, refused = long_run
+    assert main(["predict", "--json", "--engine", "onnx", str(folder)]) == 1
+    out, err = capsys.readouterr()
+    results = [json.loads(line) for line in out.splitlines()]
+    assert [result["path"] for result in results] == [str(path) for path in good]
+    classifier = Classifier("onnx")
+    for result, path in zip(results, good, strict=True):  # each row is its own photo's, not a neighbour's
+        shown, expected = Prediction.from_dict(result), expected_prediction(classifier, path)
+        assert shown.verdict == expected.verdict
+        assert shown.evidence == pytest.approx(expected.evidence, abs=1e-4)
+    assert err.splitlines() == [skipped_line(path) for path in refused]  # and no progress: stderr is no terminal
+
+
+def test_a_long_runs_progress_is_drawn_on_a_terminal_stderr_and_never_reaches_stdout(long_run):
+    folder, good, refused = long_run
+    terminal, stderr = pty.openpty()
+    process = console_script("predict", "--csv", "--engine", "onnx", folder, stderr=stderr)
+    os.close(stderr)
+    out, _ = process.communicate(timeout=300)
+    drawn = b""
+    with contextlib.suppress(OSError):  # EIO once the script's end of the terminal is closed
+        while chunk := os.read(terminal, 4096):
+            drawn += chunk
+    os.close(terminal)
+    assert process.returncode == 1
+    assert [row["path"] for row in csv.DictReader(io.StringIO(out))] == [str(path) for path in good]
+    text = drawn.decode().replace("\r\n", "\n")  # the terminal's own line ends
+    total = len(good) + len(refused)
+    assert re.findall(rf"\r(\d+)/{total} photos", text) == [str(done) for done in (BATCH, 2 * BATCH, total)]
+    # What stays on the terminal, each line as its last carriage return leaves it: the skipped files, each on a
+    # line of its own, and no count (cleared at the end).
+    assert [line.rsplit("\r", 1)[-1] for line in text.split("\n")] == [*map(skipped_line, refused), ""]
+
+
 # ----- problems: one line and an exit status ------------------------------------------------------
 
 
@@ -165,6 +276,15 @@ def test_a_missing_argument_is_named_with_status_2(capsys):
     err = capsys.readouterr().err
     assert exit.value.code == 2
     assert err.splitlines()[-1] == "muffin-v-chihuahua predict: error: the following arguments are required: PATH"
+
+
+@pytest.mark.parametrize("command", ["info", "predict"])
+def test_a_cpu_count_that_is_not_one_is_one_line_with_status_2(command, monkeypatch, capsys):
+    monkeypatch.setenv(cpus.OVERRIDE_VARIABLE, "two")
+    assert main([command, str(corpus.DATASET_PHOTO)] if command == "predict" else [command]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"muffin-v-chihuahua: {cpus.OVERRIDE_VARIABLE} must be a whole number of CPUs, at least 1, not 'two'"
+    )
 
 
 @pytest.fixture
@@ -180,6 +300,26 @@ def test_model_dir_chooses_the_model_folder(model_copy, photo_folder, capsys):
     assert json.loads(capsys.readouterr().out.split("model card:\n")[1])["version"] == "9.9.9-copy"
     assert main(["predict", "--json", "--engine", "onnx", "--model-dir", str(model_copy), str(photo_folder)]) == 1
     assert len(capsys.readouterr().out.splitlines()) == 4
+
+
+def test_the_model_dir_variable_chooses_the_model_folder_too(model_copy, monkeypatch, capsys):
+    card = json.loads((model_copy / "card.json").read_text())
+    (model_copy / "card.json").write_text(json.dumps({**card, "model_version": "2099.01.01+copy"}))
+    monkeypatch.setenv(MODEL_DIR_VARIABLE, str(model_copy))
+    assert main(["info", "--engine", "onnx"]) == 0
+    assert "model version: 2099.01.01+copy (SHA-256 " in capsys.readouterr().out
+
+
+def test_run_demo_hands_its_model_folder_to_the_page_server(model_copy, tmp_path):
+    """The page reads MUFFIN_V_CHIHUAHUA_MODEL_DIR (test_display_predictions_with_an_embedded_model): run-demo sets
+    it, absolute, in the environment of the Streamlit server it becomes (exec: the same process)."""
+    port, this_tree = free_port(), {**os.environ, "PYTHONPATH": str(ROOT)}  # run from tmp_path: a relative folder
+    command = [sys.executable, "-m", "muffin_v_chihuahua", "run-demo", "--model-dir", "model"]
+    options = ["--server.port", port, "--server.address", "127.0.0.1"]
+    with running([*command, *options], tmp_path / "log", cwd=tmp_path, env=this_tree) as server:
+        wait_for(f"http://127.0.0.1:{port}/_stcore/health", process=server)
+        environment = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+    assert f"{MODEL_DIR_VARIABLE}={model_copy.resolve()}".encode() in environment
 
 
 def test_a_truncated_model_card_is_one_line_naming_it(model_copy, photo_folder, capsys):
@@ -235,9 +375,11 @@ def test_both_precisions_give_the_dataset_verdicts_from_the_command_line(photo_f
 
 
 def console_script(*args: str | Path, **options) -> subprocess.Popen:
-    """The real console script in a fresh process, its output read through pipes."""
+    """The real console script in a fresh process, its output read through pipes (unless `options` say otherwise)."""
     command = [sys.executable, "-m", "muffin_v_chihuahua", *map(str, args)]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+    return subprocess.Popen(
+        command, cwd=ROOT, **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **options}
+    )
 
 
 def test_a_reader_that_closes_the_pipe_early_ends_it_quietly(dataset_dir):

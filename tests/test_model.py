@@ -74,19 +74,28 @@ def test_cross_validation_is_honest_noise_is_at_chance():
     assert set(evaluation["misclassified"]) <= set(names)
 
 
-def test_assemble_turns_the_logistic_head_into_a_two_class_softmax():
-    inputs = keras.Input((4,))
-    features = keras.layers.Dense(3, name="features")(inputs)
-    imagenet = keras.layers.Dense(5, activation="softmax", name="imagenet")(inputs)
-    base = keras.Model(inputs, [features, imagenet])
+def test_assemble_turns_the_logistic_head_into_a_two_class_softmax_and_its_activation_maps():
+    """A toy backbone: a 2x3 map of 3 features, averaged; each class's map averages to its logit minus its bias."""
+    inputs = keras.Input((2, 3, 4))
+    feature_map = keras.layers.Dense(3, name="feature_map")(inputs)
+    features = keras.layers.GlobalAveragePooling2D(name="features")(feature_map)
+    imagenet = keras.layers.Dense(5, activation="softmax", name="imagenet")(keras.layers.Flatten()(inputs))
+    base = keras.Model(inputs, [features, imagenet, feature_map])
     weights, bias = np.array([0.5, -1.0, 2.0]), 0.25
+    batch = np.random.default_rng(0).normal(size=(4, 2, 3, 4))
 
-    imagenet_out, verdict = builder.assemble(base, weights, bias).predict(np.eye(4), verbose=0)
+    imagenet_out, verdict, heatmap = builder.assemble(base, weights, bias).predict(batch, verbose=0)
 
-    base_features, base_imagenet = base.predict(np.eye(4), verbose=0)
+    base_features, base_imagenet, base_map = base.predict(batch, verbose=0)
     np.testing.assert_allclose(imagenet_out, base_imagenet, atol=1e-6, strict=False)
-    logistic = 1 / (1 + np.exp(-(base_features @ weights + bias)))
+    logit = base_features @ weights + bias
+    logistic = 1 / (1 + np.exp(-logit))
     np.testing.assert_allclose(verdict, np.stack([1 - logistic, logistic], axis=1), atol=1e-6, strict=False)
+    assert heatmap.shape == (4, 2, 3, 2)
+    np.testing.assert_allclose(heatmap[..., 1], base_map @ weights / 2, atol=1e-5, strict=False)  # muffin: +z/2
+    np.testing.assert_allclose(
+        heatmap.mean(axis=(1, 2)), np.stack([-logit, logit], 1) / 2 - [-bias / 2, bias / 2], atol=1e-5, strict=False
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -112,6 +121,10 @@ def test_card_describes_the_saved_model(card):
     assert evaluation["log_loss"] < 0.2  # confident as well as right; a coin toss scores log 2 = 0.69
     assert len(evaluation["misclassified"]) == round((1 - evaluation["accuracy"]) * evaluation["photos"])
     assert card["class_names"] == ["chihuahua", "muffin"]
+    assert card["outputs"] == ["imagenet", "verdict", "heatmap"] and card["heatmap"]["shape"][2:] == [2]
+    agreement = card["agreement"]  # the build's own check of the .onnx against the .h5, every output
+    assert agreement["same_verdicts"] and agreement["max_probability_difference"] < agreement["tolerance"]
+    assert agreement["max_heatmap_difference"] < agreement["heatmap_tolerance"]
     assert len(json.loads((MODEL_DIR / card["imagenet_class_names"]).read_text())) == 1000
 
 
@@ -120,10 +133,19 @@ FRESH_PROCESS = textwrap.dedent(
     import sys
     import keras, numpy as np
     model = keras.models.load_model(sys.argv[1], compile=False)
-    imagenet, verdict = model.predict(np.load(sys.argv[2]), verbose=0)
-    np.savez(sys.argv[3], imagenet=imagenet, verdict=verdict)
+    imagenet, verdict, heatmap = model.predict(np.load(sys.argv[2]), verbose=0)
+    np.savez(sys.argv[3], imagenet=imagenet, verdict=verdict, heatmap=heatmap)
     """
 )
+
+
+def test_card_states_the_models_own_version_and_the_sha256_of_the_class_names(card):
+    names_file = MODEL_DIR / card["imagenet_class_names"]
+    assert card["imagenet_class_names_sha256"] == sha256_of(names_file)
+    assert card["model_version"] == builder.model_version(card) != card["version"]
+    assert card["model_version"].startswith(card["built_at"][:10].replace("-", ".") + "+")
+    changed = {**card, "files": {**card["files"], "onnx": {**card["files"]["onnx"], "sha256": "0" * 64}}}
+    assert builder.model_version(changed) != card["model_version"]  # another file, another version
 
 
 def test_saved_model_predicts_the_same_in_a_fresh_process(card, dataset_dir, tmp_path):
@@ -140,11 +162,12 @@ def test_saved_model_predicts_the_same_in_a_fresh_process(card, dataset_dir, tmp
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     fresh = np.load(tmp_path / "out.npz")
-    imagenet, verdict = keras.models.load_model(path, compile=False).predict(batch, verbose=0)
+    imagenet, verdict, heatmap = keras.models.load_model(path, compile=False).predict(batch, verbose=0)
 
-    assert imagenet.shape == (4, 1000) and verdict.shape == (4, 2)
+    assert imagenet.shape == (4, 1000) and verdict.shape == (4, 2) and heatmap.shape == (4, *card["heatmap"]["shape"])
     for outputs in (imagenet, verdict):
         np.testing.assert_allclose(outputs.sum(axis=1), np.ones(len(outputs)), atol=1e-5, strict=False)
     np.testing.assert_allclose(fresh["imagenet"], imagenet, atol=1e-5, strict=False)
     np.testing.assert_allclose(fresh["verdict"], verdict, atol=1e-5, strict=False)
+    np.testing.assert_allclose(fresh["heatmap"], heatmap, atol=1e-4, strict=False)
     assert verdict.argmax(axis=1).tolist() == [0, 0, 1, 1]  # chihuahua, chihuahua, muffin, muffin

@@ -2,6 +2,7 @@
 verdict fails the gate."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -26,7 +27,10 @@ def few_photos(labelled_photos) -> dict[str, tuple[list[str], np.ndarray]]:
     chosen = [photo for label in CARD["class_names"] for photo in labelled_photos if photo[0] == label][::20]
     size = tuple(CARD["input_size"])
     return {
-        "few": ([path.name for _, path in chosen], np.stack([images.decode(p.read_bytes(), size) for _, p in chosen]))
+        "dataset": (
+            [path.name for _, path in chosen],
+            np.stack([images.decode(p.read_bytes(), size) for _, p in chosen]),
+        )
     }
 
 
@@ -41,40 +45,61 @@ def test_the_card_records_the_int8_file_its_making_and_its_gates():
     assert entry["bytes"] == INT8_PATH.stat().st_size < CARD["files"]["onnx"]["bytes"] / 2
     made = CARD["quantization"]
     assert made["per_channel"] and made["calibration"]["photos"] == CARD["dataset"]["photos"]
-    assert len(made["excluded_nodes"]) == 4  # named as in the pre-processed graph
+    assert len(made["excluded_nodes"]) == 5  # named as in the pre-processed graph
     gates = made["gates"]
+    assert gates["gated_outputs"] == CARD["outputs"]
     assert gates["dataset"]["photos"] == gates["dataset"]["same_verdicts"] == CARD["dataset"]["photos"]
     assert gates["negatives"]["photos"] == gates["negatives"]["same_verdicts"] >= 24
+    assert gates["dataset"]["heatmap_similarity"]["min"] >= quantize.HEATMAP_MIN_SIMILARITY
     for figures in (gates["dataset"], gates["negatives"]):
-        assert list(figures["max_probability_difference"]) == CARD["outputs"]
+        assert list(figures["max_probability_difference"]) == ["imagenet", "verdict"]
 
 
-def test_the_first_and_last_convolutions_and_the_softmaxes_stay_in_float():
+def test_the_stem_the_head_the_heatmap_and_the_softmaxes_stay_in_float():
     model = onnx.load(FLOAT_PATH)
-    convolutions = [node.name for node in model.graph.node if node.op_type == "Conv"]
-    kept = quantize.kept_in_float(model)
-    assert kept[:2] == [convolutions[0], convolutions[-1]] and len(convolutions) == 49
-    assert sorted(kept[2:]) == sorted(node.name for node in model.graph.node if node.op_type == "Softmax")
-    assert len(kept) == 4  # ImageNet's softmax and the verdict's
+    convolutions = {node.name: node for node in model.graph.node if node.op_type == "Conv"}
+    stem, head, heatmap, *softmaxes = quantize.kept_in_float(model)
+    assert stem == next(iter(convolutions)) and len(convolutions) == 50
+    assert "heatmap" in heatmap and convolutions[heatmap].input[1] != convolutions[head].input[1]
+    assert CARD["heatmap"]["shape"][-1] == 2  # the heatmap's convolution: one map per class, from the head's 1280
+    assert sorted(softmaxes) == sorted(node.name for node in model.graph.node if node.op_type == "Softmax")
+    assert len(softmaxes) == 2  # ImageNet's softmax and the verdict's
 
 
 def test_the_built_int8_model_passes_its_gate(few_photos, rule):
     figures = quantize.gate(FLOAT_PATH, INT8_PATH, few_photos, CARD["outputs"], rule, CARD["class_names"])
-    assert figures["few"]["same_verdicts"] == len(few_photos["few"][0]) == 6
-    assert 0 < figures["few"]["max_probability_difference"]["verdict"] < 0.05
+    assert figures["dataset"]["same_verdicts"] == len(few_photos["dataset"][0]) == 6
+    assert 0 < figures["dataset"]["max_probability_difference"]["verdict"] < 0.05
+    assert quantize.HEATMAP_MIN_SIMILARITY <= figures["dataset"]["heatmap_similarity"]["min"] < 1
 
 
 def test_a_model_that_changes_verdicts_fails_the_gate(tmp_path, few_photos, rule):
     """The float32 model with the verdict head's weights negated: chihuahuas become muffins and back."""
-    model = onnx.load(FLOAT_PATH)
-    [head] = [node for node in model.graph.node if node.op_type == "MatMul" and "verdict" in node.name]
-    for initializer in model.graph.initializer:
-        if initializer.name in head.input:
-            initializer.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(initializer), initializer.name))
-    broken = tmp_path / "broken.onnx"
-    onnx.save(model, broken)
-    with pytest.raises(quantize.GateError, match=r"the int8 model changes \d+ verdicts: .*\(chihuahua in float32, "):
+    broken = negated(tmp_path, lambda node: node.op_type == "MatMul" and "verdict" in node.name)
+    with pytest.raises(quantize.GateError, match=r"the int8 model fails \d+ gates: .*\(chihuahua in float32, "):
         quantize.gate(FLOAT_PATH, broken, few_photos, CARD["outputs"], rule, CARD["class_names"])
+
+
+def test_a_model_whose_heatmaps_differ_fails_the_gate(tmp_path, few_photos, rule):
+    """The heatmap's weights negated: the verdicts stand, but the map drawn is where float32's is not."""
+    broken = negated(tmp_path, lambda node: node.op_type == "Conv" and "heatmap" in node.name)
+    with pytest.raises(quantize.GateError, match=r"fails 6 gates: .*\.jpg \(heatmap -?\d\.\d\d alike\)"):
+        quantize.gate(FLOAT_PATH, broken, few_photos, CARD["outputs"], rule, CARD["class_names"])
+    few_photos_as_negatives = {"negatives": few_photos["dataset"]}  # recorded there, not gated
+    figures = quantize.gate(FLOAT_PATH, broken, few_photos_as_negatives, CARD["outputs"], rule, CARD["class_names"])
+    assert figures["negatives"]["heatmap_similarity"]["min"] < quantize.HEATMAP_MIN_SIMILARITY
+
+
+def negated(folder, chosen) -> Path:
+    """The float32 model with the weights of the one node `chosen` picks negated, saved in folder."""
+    model = onnx.load(FLOAT_PATH)
+    [node] = [node for node in model.graph.node if chosen(node)]
+    for initializer in model.graph.initializer:
+        if initializer.name in node.input[:2]:
+            initializer.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(initializer), initializer.name))
+    path = folder / "broken.onnx"
+    onnx.save(model, path)
+    return path
 
 
 def test_a_model_without_the_outputs_the_gates_need_is_refused(few_photos, rule):

@@ -118,6 +118,18 @@ def test_a_neither_comes_back_with_no_probability_its_evidence_and_reason(servic
     assert far.evidence == pytest.approx(near.evidence, abs=1e-6)
 
 
+def test_heatmaps_come_back_only_when_asked_for_as_the_embedded_model_draws_them(service, labelled_photos):
+    from muffin_v_chihuahua.classifier import Classifier
+
+    client, local = remote.RemoteClassifier(service.url), Classifier("onnx")
+    arrays = [images.decode(path.read_bytes(), client.input_size) for _, path in labelled_photos[::40]]
+    assert all(p.heatmap is None and p.heatmap_class is None for p in client.predict(arrays))
+    far, near = client.predict(arrays, heatmap=True), local.predict(arrays, heatmap=True)
+    assert [p.heatmap_class for p in far] == [p.heatmap_class for p in near] == [p.verdict for p in near]
+    for answered, own in zip(far, near, strict=True):
+        np.testing.assert_allclose(answered.heatmap, own.heatmap, atol=1e-4, strict=False)
+
+
 def test_an_array_of_the_wrong_size_is_refused_before_it_is_sent(service):
     with pytest.raises(ValueError, match="shape"):
         remote.RemoteClassifier(service.url).predict([np.zeros((10, 10, 3), dtype=np.float32)])

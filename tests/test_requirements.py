@@ -12,7 +12,11 @@ from packaging.utils import canonicalize_name
 
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements"
 SETUP_CFG = REQUIREMENTS.parent / "setup.cfg"
-LOCKS = ("dev", "build", "app", "keras", "service")  # this project's roles: one version per package across them
+# This project's roles: one version per package across them. The *-image locks are the role images' (dockerfile):
+# only what that role imports, so not every requirement of the wheel.
+LOCKS = ("dev", "build", "app", "keras", "service", "service-image", "frontend-image")
+# What a role image's lock must leave out: the service has no page, the front end runs no model.
+LEFT_OUT = {"service-image": ("streamlit", "pyarrow", "pandas", "pydeck"), "frontend-image": ("onnxruntime",)}
 CLIENT_LOCK = "client"  # a third-party client's own venv, compiled alone (see requirements/client.in)
 # One pinned requirement and its hashes, as pip-compile writes it on backslash-continued lines.
 PINNED = re.compile(r"(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)(?: --hash=sha256:[0-9a-f]{64})+")
@@ -75,6 +79,14 @@ def test_the_build_only_package_stays_out_of_the_runtime():
         "app": False,
         "keras": False,
         "service": False,
+        "service-image": False,
+        "frontend-image": False,
+    }
+
+
+def test_a_role_images_lock_leaves_out_what_its_role_never_imports():
+    assert {lock: sorted(set(left_out) & set(pins(lock))) for lock, left_out in LEFT_OUT.items()} == {
+        lock: [] for lock in LEFT_OUT
     }
 
 
@@ -85,6 +97,8 @@ def test_the_build_only_package_stays_out_of_the_runtime():
         ("keras", setup_cfg_requirements("keras")),
         ("service", setup_cfg_requirements("service")),
         ("build", input_requirements("build")),
+        ("service-image", input_requirements("service-image")),
+        ("frontend-image", input_requirements("frontend-image")),
         ("dev", setup_cfg_requirements("keras", "service") + input_requirements("dev")),
         (CLIENT_LOCK, input_requirements(CLIENT_LOCK)),
     ],

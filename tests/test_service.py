@@ -18,6 +18,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -96,7 +97,7 @@ def test_health_names_the_model_the_engine_runs(service, engine):
         == hashlib.sha256(model_file.read_bytes()).hexdigest()
         == CARD["files"][files_entry]["sha256"]
     )
-    assert health["backbone"] == CARD["backbone"] and health["model_version"] == CARD["version"]
+    assert health["backbone"] == CARD["backbone"] and health["model_version"] == CARD["model_version"]
     assert health["input_size"] == CARD["input_size"]
     assert health["max_upload_mb"] == images.MAX_UPLOAD_MB
 
@@ -109,6 +110,9 @@ def test_openapi_schema_and_docs(service):
     status, schema = get(service.url + "/openapi.json")
     assert status == 200 and {"/", "/card", "/predict"} <= set(schema["paths"])
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
+    [heatmap] = [p for p in schema["paths"]["/predict"]["post"]["parameters"] if p["name"] == "heatmap"]
+    assert heatmap["in"] == "query" and heatmap["schema"]["default"] is False
+    assert {"heatmap", "heatmap_class"} <= set(schema["components"]["schemas"]["PredictionOut"]["properties"])
 
 
 def test_the_docs_page_renders_in_a_browser_that_reaches_nothing_but_the_service(service, browser):
@@ -178,6 +182,35 @@ def test_a_photo_that_is_neither_has_a_null_probability_its_evidence_and_the_rea
     [own] = classifier.predict([images.decode(cat, classifier.input_size)])
     assert (answered["verdict"], answered["probability"], answered["reason"]) == ("neither", None, own.reason)
     assert answered["evidence"] == pytest.approx(own.evidence, abs=1e-6)
+
+
+def test_heatmaps_only_with_heatmap_true_as_the_embedded_model_draws_them(service, classifier):
+    from builders.neither import negative_photos
+
+    photos = [
+        ("dog.jpg", photo_bytes("chihuahua")),
+        ("muffin.jpg", photo_bytes("muffin")),
+        ("cat.png", negative_photos()["cat"]),
+    ]
+    body, headers = multipart([("files", name, None, data) for name, data in photos])
+    status, plain = request("POST", service.url + "/predict", body, headers)
+    assert status == 200 and all("heatmap" not in p and "heatmap_class" not in p for p in plain["predictions"])
+    assert plain["predictions"][2]["probability"] is None  # null stays: only the heatmap keys are left out
+    status, looked = request("POST", service.url + "/predict?heatmap=true", body, headers)
+    assert status == 200, looked
+    own = classifier.predict([images.decode(data, classifier.input_size) for _, data in photos], heatmap=True)
+    assert [p["verdict"] for p in looked["predictions"]] == ["chihuahua", "muffin", "neither"]
+    for answered, expected in zip(looked["predictions"], own, strict=True):
+        assert answered["heatmap_class"] == expected.heatmap_class
+        assert np.shape(answered["heatmap"]) == tuple(CARD["heatmap"]["shape"][:2])
+        np.testing.assert_allclose(answered["heatmap"], expected.heatmap, atol=1e-4, strict=False)
+    status, raw = request(
+        "POST",
+        service.url + "/predict?filename=dog.jpg&heatmap=true",
+        photo_bytes("chihuahua"),
+        {"Content-Type": "image/jpeg"},
+    )
+    assert status == 200 and raw["predictions"][0]["heatmap_class"] == "chihuahua"
 
 
 def test_a_png_and_a_part_without_content_type_are_accepted(service):

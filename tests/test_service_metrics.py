@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from muffin_v_chihuahua import __version__, cpus
+from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE
+from tests.conftest import DEFAULT_FILES
 from tests.servers import (
     LOAD_DELAY_VARIABLE,
     PACKAGE,
@@ -27,6 +31,7 @@ from tests.servers import (
 
 pytestmark = pytest.mark.service
 
+CARD = json.loads((PACKAGE / "model" / "card.json").read_text())
 PREFIX = "muffin_v_chihuahua_"
 REQUEST_ID = "test-request-0001"
 
@@ -96,7 +101,7 @@ def readiness_until_exit(service: ServiceProcess) -> list[tuple[int, dict]]:
 def test_a_model_that_fails_to_load_is_reported_then_the_process_exits_1_naming_why(tmp_path):
     model_dir = tmp_path / "model"
     shutil.copytree(PACKAGE / "model", model_dir)
-    damaged = model_dir / "muffin_v_chihuahua.onnx"
+    damaged = model_dir / CARD["files"][DEFAULT_FILES["onnx"]]["file"]  # the file the onnx engine runs by default
     data = bytearray(damaged.read_bytes())
     data[1000:1100] = bytes(100)
     damaged.write_bytes(bytes(data))
@@ -122,6 +127,23 @@ def test_a_model_that_fails_to_load_is_reported_then_the_process_exits_1_naming_
     last = log.strip().splitlines()[-1]
     assert last.startswith("muffin-v-chihuahua: the model could not be loaded: ModelFilesError: "), log
     assert str(damaged) in last and "damaged" in last, log
+
+
+def test_a_model_folder_released_apart_is_served_with_its_own_version(tmp_path):
+    """The same app, another model folder (MUFFIN_V_CHIHUAHUA_MODEL_DIR) with its own version: the health answer
+    and the metrics tell the two versions apart. Its start-up line names the CPUs it sized itself by."""
+    model_dir = Path(shutil.copytree(PACKAGE / "model", tmp_path / "model", ignore=shutil.ignore_patterns("*.h5")))
+    card = json.loads((model_dir / "card.json").read_text())
+    (model_dir / "card.json").write_text(json.dumps({**card, "model_version": "2099.01.01+apart"}))
+    env = {MODEL_DIR_VARIABLE: str(model_dir), cpus.OVERRIDE_VARIABLE: "1"}
+    with ServiceProcess("onnx", env=env, log=tmp_path / "service.log") as service:
+        status, health = get(service.url + "/readyz")
+        families = scrape(service.url)
+        log = service.log()
+    assert status == 200 and (health["model_version"], health["app_version"]) == ("2099.01.01+apart", __version__)
+    [sample] = families[PREFIX + "model_info"].samples
+    assert (sample.labels["model_version"], sample.labels["app_version"]) == ("2099.01.01+apart", __version__)
+    assert f"CPUs: 1 (${cpus.OVERRIDE_VARIABLE}): 1 inference workers" in log
 
 
 # ----- metrics and request logs ----------------------------------------------------------------------

@@ -10,6 +10,5 @@ app.py        the app factory, its routes, and run()
 """
 
 from muffin_v_chihuahua.service.app import create_app, run
-from muffin_v_chihuahua.service.settings import ConfigurationError
 
-__all__ = ["ConfigurationError", "create_app", "run"]
+__all__ = ["create_app", "run"]

@@ -35,6 +35,8 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from muffin_v_chihuahua import __version__, cpus, engines, images
+from muffin_v_chihuahua.classifier import model_dir_from_environment
+from muffin_v_chihuahua.environment import SettingError, setting
 from muffin_v_chihuahua.service import admission, inference_protocol, observing
 from muffin_v_chihuahua.service.bodies import (
     ACCEPTED,
@@ -60,8 +62,6 @@ from muffin_v_chihuahua.service.settings import (
     MAX_HELD_MB_VARIABLE,
     MAX_UPLOAD_MB_VARIABLE,
     TEST_LOAD_DELAY_VARIABLE,
-    ConfigurationError,
-    setting,
 )
 
 
@@ -79,36 +79,40 @@ def create_app(
     engine = engine or os.environ.get(engines.ENGINE_VARIABLE, "auto")
     precision = precision or os.environ.get(engines.PRECISION_VARIABLE, "auto")
     if precision not in engines.PRECISIONS:
-        raise ConfigurationError(
+        raise SettingError(
             f"{engines.PRECISION_VARIABLE} must be one of {', '.join(engines.PRECISIONS)}, not {precision!r}"
         )
     if max_upload_mb is None:
         max_upload_mb = setting(MAX_UPLOAD_MB_VARIABLE, float, float(images.MAX_UPLOAD_MB))
     if not 0 < max_upload_mb <= images.MAX_UPLOAD_MB:
-        raise ConfigurationError(
+        raise SettingError(
             f"{MAX_UPLOAD_MB_VARIABLE} must be more than 0 and at most {images.MAX_UPLOAD_MB} (MB), not {max_upload_mb}"
         )
     if max_files is None:
         max_files = setting(MAX_FILES_VARIABLE, int, MAX_FILES)
     if max_files < 1:
-        raise ConfigurationError(f"{MAX_FILES_VARIABLE} must be at least 1, not {max_files}")
+        raise SettingError(f"{MAX_FILES_VARIABLE} must be at least 1, not {max_files}")
     if load_delay is None:
         load_delay = setting(TEST_LOAD_DELAY_VARIABLE, float, 0.0)
     if log_format is None:
         log_format = setting(LOG_FORMAT_VARIABLE, str, "text").lower()
     if log_format not in LOG_FORMATS:
-        raise ConfigurationError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+        raise SettingError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     observing.configure(log_format)
     max_bytes = int(max_upload_mb * 1024 * 1024)
-    model = Model(engine, load_delay, model_dir, precision)
+    model = Model(engine, load_delay, model_dir if model_dir is not None else model_dir_from_environment(), precision)
     metrics = Metrics(lambda: {**model.identity} if model.classifier is not None else None, __version__)
     # Inference and decoding run in worker threads, as many at once as this process has cores: more only
     # share the same cores (each ONNX Runtime call already uses them all) and hold more images. Measured on
     # 2 cores, 8 clients: 1 at once 24 req/s, 2 at once 32 req/s, 4 at once 28 req/s with twice the p99.
-    workers = anyio.CapacityLimiter(cpus.usable())
+    cpu_count, cpu_reason = cpus.limit()  # the engine sizes its threads by the same count
+    workers = anyio.CapacityLimiter(cpu_count)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logging.getLogger("uvicorn.error").info(
+            "CPUs: %d (%s): %d inference workers, as many ONNX Runtime threads", cpu_count, cpu_reason, cpu_count
+        )
         # A daemon thread: the port opens at once, and stopping during a load does not wait for it.
         threading.Thread(target=model.load, name="model-loader", daemon=True).start()
         yield
@@ -126,7 +130,7 @@ def create_app(
     request_limit = max_files * max_bytes + MULTIPART_OVERHEAD
     held_mb = setting(MAX_HELD_MB_VARIABLE, float, admission.budget(request_limit, int(workers.total_tokens)) / 2**20)
     if held_mb <= 0:
-        raise ConfigurationError(f"{MAX_HELD_MB_VARIABLE} must be more than 0 (MB), not {held_mb}")
+        raise SettingError(f"{MAX_HELD_MB_VARIABLE} must be more than 0 (MB), not {held_mb}")
     admission.install(app, int(held_mb * 2**20), request_limit, lambda: metrics.refused("memory budget"))
     app.state.metrics = metrics
     app.add_middleware(observing.Observe, metrics=metrics)
@@ -194,6 +198,7 @@ def create_app(
     @app.post(
         "/predict",
         response_model=Predictions,
+        response_model_exclude_unset=True,  # the heatmap keys only when asked for: to_dict leaves them out
         openapi_extra={"requestBody": PREDICT_BODY},
         responses={
             413: {"model": Problem, "description": "an image or the request is too large, or too many images"},
@@ -208,6 +213,7 @@ def create_app(
     async def predict(
         request: Request,
         filename: str = Query("request body", description="the name to report for a raw-body image"),
+        heatmap: bool = Query(False, description="add each photo's heatmap: where the model looked"),
     ) -> dict[str, Any] | JSONResponse:
         """Classify images: multipart/form-data files under `files` (up to the service's `max_files`), or one
         image as the raw body with its content type (image/jpeg, image/png, image/webp, image/gif, ...)."""
@@ -239,7 +245,7 @@ def create_app(
             check_type(upload)
         try:
             predictions = await anyio.to_thread.run_sync(
-                classify, classifier, uploads, metrics.inferred, limiter=workers
+                classify, classifier, uploads, metrics.inferred, heatmap, limiter=workers
             )
         except Undecodable as undecodable:
             status = STATUS_BY_KIND[undecodable.errors[0][1].kind]  # the first bad file's

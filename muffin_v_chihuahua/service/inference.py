@@ -24,8 +24,10 @@ class Undecodable(Exception):
         self.errors = errors
 
 
-def classify(classifier: Classifier, uploads: list[Upload], inferred: Callable[[float], None]) -> list[Prediction]:
-    """The uploads' predictions; `inferred` is told the seconds the model took."""
+def classify(
+    classifier: Classifier, uploads: list[Upload], inferred: Callable[[float], None], heatmap: bool = False
+) -> list[Prediction]:
+    """The uploads' predictions (with their heatmaps if asked); `inferred` is told the seconds the model took."""
     arrays: list[np.ndarray] = []
     errors: list[tuple[str, images.ImageError]] = []
     for upload in uploads:
@@ -37,6 +39,6 @@ def classify(classifier: Classifier, uploads: list[Upload], inferred: Callable[[
     if errors:
         raise Undecodable(errors)
     started = time.perf_counter()
-    predictions = classifier.predict(arrays)
+    predictions = classifier.predict(arrays, heatmap=heatmap)
     inferred(time.perf_counter() - started)
     return predictions

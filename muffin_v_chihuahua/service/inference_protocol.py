@@ -7,7 +7,7 @@
     GET  /v2/models/muffin-v-chihuahua/ready   as /v2/health/ready
     POST /v2/models/muffin-v-chihuahua/infer   encoded images in, verdicts out
 
-(each /v2/models/muffin-v-chihuahua/... also under .../versions/<the card's version>/...)
+(each /v2/models/muffin-v-chihuahua/... also under .../versions/<the card's model_version>/...)
 
 The input `image` is BYTES of shape [N]: one encoded image (JPEG, PNG, ...) per element, at most the
 service's max_files of them, each at most its upload limit. In JSON each element is a base64 string (the
@@ -112,8 +112,8 @@ def router(
     def unknown(name: str, version: str | None) -> JSONResponse | None:
         if name != MODEL_NAME:
             return error(404, f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
-        if version is not None and model.classifier is not None and version != model.classifier.card["version"]:
-            return error(404, f"unknown version {version!r} of {MODEL_NAME}: it is {model.classifier.card['version']}")
+        if version is not None and model.classifier is not None and version != model.classifier.model_version:
+            return error(404, f"unknown version {version!r} of {MODEL_NAME}: it is {model.classifier.model_version}")
         return None
 
     @routes.get("/v2/health/live")
@@ -138,7 +138,7 @@ def router(
         card = model.classifier.card
         return {
             "name": MODEL_NAME,
-            "versions": [card["version"]],
+            "versions": [model.classifier.model_version],
             "platform": PLATFORMS.get(model.classifier.engine, model.classifier.engine),
             "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
             "outputs": [
@@ -183,7 +183,7 @@ def router(
             return error(refused.status, refused.message)
         metrics.predicted(prediction.verdict for prediction in predictions)
         observing.note(request, (prediction.verdict for prediction in predictions))
-        answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": classifier.card["version"]}
+        answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": classifier.model_version}
         if isinstance(header.get("id"), str):
             answer["id"] = header["id"]
         answer["outputs"], tail = _outputs(predictions, outputs, binary)

@@ -47,7 +47,7 @@ class Model:
             self.identity = {
                 "backbone": card["backbone"],
                 "engine": classifier.engine,
-                "model_version": card["version"],
+                "model_version": classifier.model_version,
                 "model_built_at": card.get("built_at"),
                 "model_file": model_file,
                 "model_sha256": classifier.model_sha256,

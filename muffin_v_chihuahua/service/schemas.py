@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Health(BaseModel):
@@ -37,6 +37,14 @@ class PredictionOut(BaseModel):
     imagenet: list[LabelOut]  # the top-3 ImageNet labels, most likely first
     evidence: float  # ImageNet's probability on what the dataset's photos of the head's class look like
     reason: str | None = None  # why the verdict is "neither"
+    heatmap: list[list[float]] | None = Field(
+        None,
+        description="with ?heatmap=true: the class activation map of heatmap_class over the whole photo, "
+        "rows top to bottom, values >= 0 (higher: the model looked there more)",
+    )
+    heatmap_class: str | None = Field(
+        None, description="with ?heatmap=true: the class the heatmap is for (for neither, the class the head leant to)"
+    )
 
 
 class Predictions(BaseModel):

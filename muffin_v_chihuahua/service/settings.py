@@ -1,12 +1,7 @@
-"""The service's settings: environment variables, checked once when the app is made."""
+"""The service's settings: the environment variables it reads (with environment.setting), checked once when the app
+is made."""
 
 from __future__ import annotations
-
-import os
-from collections.abc import Callable
-from typing import TypeVar
-
-T = TypeVar("T")
 
 # Per-image size limit in MB (default: the page's upload limit). It can only lower images.MAX_UPLOAD_MB,
 # above which the decoder itself refuses a file.
@@ -20,20 +15,6 @@ MAX_HELD_MB_VARIABLE = "MUFFIN_V_CHIHUAHUA_MAX_HELD_MB"
 # FOR TESTS ONLY: seconds to sleep before loading the model, so that a test can watch the health check
 # answer 503 "loading" before 200 (loading the ONNX model alone takes well under a second).
 TEST_LOAD_DELAY_VARIABLE = "MUFFIN_V_CHIHUAHUA_TEST_LOAD_DELAY_SECONDS"
-
-
-class ConfigurationError(ValueError):
-    """A setting (environment variable) with a value the service cannot use; the message says which."""
-
-
-def setting(variable: str, kind: Callable[[str], T], default: T) -> T:
-    value = os.environ.get(variable, "").strip()
-    if not value:
-        return default
-    try:
-        return kind(value)
-    except ValueError:
-        raise ConfigurationError(f"{variable}={value!r} is not a valid {kind.__name__}") from None
 
 
 # How the service logs its one line per request: "json" (one JSON object a line, for log collectors) or
