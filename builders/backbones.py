@@ -141,11 +141,13 @@ def inception_v3_weights(
     return Path(path)
 
 
-def inception_v3(weights_path: str | Path) -> keras.Model:
-    """Keras' InceptionV3 with its ImageNet top, taking RGB 0..255 at 299x299 (scaled to -1..1 inside)."""
+def inception_v3(weights_path: str | Path | None) -> keras.Model:
+    """Keras' InceptionV3 with its ImageNet top, taking RGB 0..255 at 299x299 (scaled to -1..1 inside); random
+    weights without weights_path (the benchmark's)."""
     inputs = keras.Input((299, 299, 3), name="image")
     scaled = layers.Rescaling(scale=1 / 127.5, offset=-1, name="normalize")(inputs)
-    base = keras.applications.InceptionV3(weights=str(weights_path), input_tensor=scaled)
+    weights = None if weights_path is None else str(weights_path)
+    base = keras.applications.InceptionV3(weights=weights, input_tensor=scaled)
     pooling = base.get_layer("avg_pool")
     return keras.Model(inputs, [pooling.output, base.output, pooling.input], name="inception_v3")
 
