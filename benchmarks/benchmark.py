@@ -673,7 +673,7 @@ def render(
     parts = [
         "# Benchmarks",
         "",
-        f"Written by `make bench` ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {seconds:.0f} s). "
+        f"Written by `make bench` ({info['finished']:%Y-%m-%d %H:%M} UTC, {seconds:.0f} s). "
         "The machine is shared and absolute times drift with its load; the ratios hold better: the contenders "
         "for each model (onnx, keras, the seed's way and the matrix multiply) ran in turns, round after round, "
         "each in its own process.",
@@ -970,7 +970,8 @@ def main(argv: list[str] | None = None) -> int:
         ["`serve` peak resident memory, 24 requests of 16 images of 9 MB at once", pressure_peak()],
     ]
     loads.append(tuple(round(load, 1) for load in os.getloadavg()))
-    run = (machine(), measured, cold, sizes, loads, time.monotonic() - started, notes)
+    finished = {"finished": datetime.datetime.now(datetime.UTC)}  # the measurements' time, also with --report-only
+    run = ({**machine(), **finished}, measured, cold, sizes, loads, time.monotonic() - started, notes)
     LAST_RUN.write_bytes(pickle.dumps(run))  # kept first: a report that fails to render costs no new run
     write_report(args.out, *run)
     return 0
