@@ -274,9 +274,8 @@ def serve(host: str, port: int, engine: str, model_dir: Path | None = None, prec
         return 2
     from muffin_v_chihuahua import service
 
-    app = service.create_app(
-        engines.resolve(engine), model_dir=model_dir, precision=precision
-    )  # a bad setting: main() says it
+    # A bad setting raises SettingError here, which main() reports.
+    app = service.create_app(engines.resolve(engine), model_dir=model_dir, precision=precision)
     failure = service.run(app, host, port)
     if failure:
         print(f"muffin-v-chihuahua: the model could not be loaded: {failure}", file=sys.stderr)

@@ -41,16 +41,12 @@ class Outputs(NamedTuple):
 
 
 class Engine(Protocol):
-    name: str
-
     def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
         """(N, H, W, 3) float32 RGB 0..255 -> the model's outputs."""
 
 
 class OnnxEngine:
     """The .onnx in ONNX Runtime on the CPU: one session, as many threads as this process may use."""
-
-    name = "onnx"
 
     def __init__(self, model_path: Path) -> None:
         import onnxruntime
@@ -81,8 +77,6 @@ class OnnxEngine:
 
 class KerasEngine:
     """The .h5 in TensorFlow, called through a tf.function: about twice as fast as model.predict per image."""
-
-    name = "keras"
 
     def __init__(self, model_path: Path) -> None:
         import keras
