@@ -147,11 +147,13 @@ def seed_calls(model_dir: Path | None) -> tuple[dict, dict]:
 
 
 def matmul_calls() -> tuple[dict, dict]:
-    """numpy's float32 matrix multiply on all cores: the machine's limit."""
+    """numpy's float32 matrix multiply on all cores: the machine's limit; and ONNX Runtime's uint8 x int8 one,
+    the kernels behind the int8 model's convolutions: how far past that limit int8 can go on this CPU."""
     from threadpoolctl import threadpool_info
 
     rng = np.random.default_rng(0)
     a, b = (rng.random((MATMUL_SIZE, MATMUL_SIZE), dtype=np.float32) for _ in range(2))
+    int8_matmul = onnx_int8_matmul(rng)
     blas = next(
         (
             f"{pool['internal_api']} {pool['version']} ({pool.get('architecture', '?')} kernel, "
@@ -161,7 +163,31 @@ def matmul_calls() -> tuple[dict, dict]:
         ),
         "?",
     )
-    return {"matmul": lambda: a @ b}, {"blas": blas}
+    return {"matmul": lambda: a @ b, "int8 matmul": int8_matmul}, {"blas": blas}
+
+
+def onnx_int8_matmul(rng: np.random.Generator):
+    """A call of ONNX Runtime's MatMulInteger on MATMUL_SIZE-square uint8 activations and int8 weights (the
+    U8S8 form the int8 model uses), in a session with the engine's options."""
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    from muffin_v_chihuahua.engines import OnnxEngine
+
+    shape = [MATMUL_SIZE, MATMUL_SIZE]
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["x", "weights"], ["y"])],
+        "int8-matmul",
+        [helper.make_tensor_value_info("x", TensorProto.UINT8, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, shape)],
+        [numpy_helper.from_array(rng.integers(-128, 128, shape, dtype=np.int8), "weights")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), OnnxEngine.session_options(), providers=["CPUExecutionProvider"]
+    )
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    return lambda: session.run(None, {"x": x})
 
 
 def count_flops(model) -> dict[str, int]:
@@ -644,6 +670,7 @@ def digest(measured: dict) -> dict:
         "gflop": flops / 1e9,
         "bound_ms": bound_ms,
         "rate": gflops_rate,
+        "int8_rate": 2 * MATMUL_SIZE**3 / float(np.median(samples[("matmul", "int8 matmul")])) / 1e9,
         "rates": rates,
         "rounds": measured["rounds"],
         "runs": measured["runs"],
@@ -688,6 +715,12 @@ def render(
             for model, d in digests.items()
         )
         + ". FLOP-bound time = the model's FLOPs (Conv2D, DepthwiseConv2D, Dense: 2 × multiply-adds) at that rate",
+        "- int8's limit: ONNX Runtime's uint8 × int8 matrix multiply (MatMulInteger, the same size, the kernels "
+        "behind the int8 model's convolutions), in the same rounds: "
+        + "; ".join(
+            f"{model} rounds median **{d['int8_rate']:.0f} GOP/s**, {d['int8_rate'] / d['rate']:.2f}× the float32 rate"
+            for model, d in digests.items()
+        ),
         "- versions: " + ", ".join(f"{name} {version}" for name, version in info["versions"].items()),
         f"- photo: {photo}. Warm latency: `Classifier.predict` on one decoded image, after warm-up; 'with "
         "decoding' adds `images.decode` of the photo's bytes (the seed's way: PIL open and resize); 'a 12-MP "
@@ -834,6 +867,9 @@ def render(
         "",
         "The most any float32 engine can gain on the seed's way is the seed's time over the FLOP-bound time: "
         + "; ".join(f"{d['rows']['seed']['bound']:.2f}× for {model}" for model, d in digests.items())
+        + ". An int8 model can do no better than the FLOP-bound time over int8's gain in the matrix multiply, "
+        "even were every node as fast as that: "
+        + "; ".join(f"{d['rate'] / d['int8_rate']:.2f}× for {model}" for model, d in digests.items())
         + ".",
         "",
         page_phases(cold),
