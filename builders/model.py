@@ -4,10 +4,11 @@
 
 The saved model is made of built-in Keras layers only (loading it runs no custom code). Input: RGB
 0..255 at the backbone's size (preprocessing is inside). Outputs, in order: the 1000 ImageNet
-probabilities, the [chihuahua, muffin] probabilities and their class activation maps (N, h, w, 2). The
-.onnx is the same model for ONNX Runtime; the build stops unless both files give the same verdicts,
-probabilities and maps on every photo. Beside it, the int8 model (builders/quantize.py), kept only when it
-gives the float32 verdicts on every dataset photo and sample picture.
+probabilities, the [chihuahua, muffin] probabilities, their class activation maps (N, h, w, 2), the 1000 ImageNet
+logits and the pooled features (the last two for the "neither" rule). The .onnx is the same model for ONNX
+Runtime; the build stops unless both files give the same verdicts, probabilities and maps on every photo. Beside
+it, the int8 model (builders/quantize.py), kept only when it gives the float32 verdicts on every dataset photo and
+calls neither every sample picture float32 does.
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ def load_photos(data_dir: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.n
     return arrays, labels, names
 
 
+def load_augmented(data_dir: Path, names: list[str], size: tuple[int, int]) -> list[np.ndarray]:
+    """Per augmentation (neither.AUGMENTATIONS), every photo's model input, in the order of `names`."""
+    per_photo = [neither.augmented((data_dir / name).read_bytes(), size) for name in names]
+    return [np.stack(copies) for copies in zip(*per_photo, strict=True)]
+
+
+def backbone_looks(base: keras.Model, arrays: np.ndarray, labels: list[str]) -> neither.Looks:
+    pooled, _, _, logits = base.predict(arrays, batch_size=16, verbose=0)
+    return neither.Looks(pooled, logits, labels)
+
+
 def make_head() -> Pipeline:
     """Standardise, then L2-regularised logistic regression: minimises the summed log loss + L2 / 2 * |weights|^2."""
     # newton-cg: deterministic Newton steps, fast with more features than photos; it leaves the bias unpenalised.
@@ -88,13 +100,14 @@ def evaluate(features: np.ndarray, labels: np.ndarray, names: list[str]) -> dict
 
 
 def assemble(base: keras.Model, weights: np.ndarray, bias: float) -> keras.Model:
-    """Backbone [pooled features, ImageNet, feature map] + Dense softmax head -> Model [ImageNet, verdict, heatmap].
+    """Backbone [pooled features, ImageNet, feature map, ImageNet logits] + Dense softmax head -> Model [ImageNet,
+    verdict, heatmap, ImageNet logits, pooled features] (engines.Outputs).
 
     heatmap is each class's activation map (Zhou et al. 2016, no gradients needed): the head's weights for the
     class applied at every cell of the feature map, a 1x1 convolution. The pooling is an average, so a class's
     logit is the mean of its map plus the head's bias: each cell's value is its share of the head's score.
     """
-    features, imagenet, feature_map = base.outputs
+    features, imagenet, feature_map, logits = base.outputs
     class_weights = np.stack([-weights / 2, weights / 2], axis=1)  # (features, classes)
     head = keras.layers.Dense(len(LABELS), activation="softmax", name="verdict")
     verdict = head(features)
@@ -103,7 +116,7 @@ def assemble(base: keras.Model, weights: np.ndarray, bias: float) -> keras.Model
     activation_maps = keras.layers.Conv2D(len(LABELS), 1, use_bias=False, name="heatmap")
     heatmap = activation_maps(feature_map)
     activation_maps.set_weights([class_weights[np.newaxis, np.newaxis]])
-    return keras.Model(base.input, [imagenet, verdict, heatmap], name="muffin_v_chihuahua")
+    return keras.Model(base.input, [imagenet, verdict, heatmap, logits, features], name="muffin_v_chihuahua")
 
 
 class AgreementError(RuntimeError):
@@ -159,26 +172,35 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
     base = backbones.build(name)
     size = tuple(base.input_shape[2:0:-1])  # (width, height)
     photos, labels, photo_names = load_photos(data_dir, size)
-    features, imagenet, _ = base.predict(photos, batch_size=16, verbose=0)
-    features = features.astype(np.float64)  # scikit-learn would otherwise fit float32 features in float32
+    pooled, _, _, logits = base.predict(photos, batch_size=16, verbose=0)
+    features = pooled.astype(np.float64)  # scikit-learn would otherwise fit float32 features in float32
     evaluation = evaluate(features, labels, photo_names)
     weights, bias = fold_scaler(make_head().fit(features, labels))
     print(f"model: {FOLDS}-fold cross-validated accuracy {evaluation['accuracy']:.3f} on {len(labels)} photos")
     model = assemble(base, weights, bias)
     imagenet_names = backbones.imagenet_class_names()
 
-    def outputs_of(arrays: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        imagenet, verdict, _ = model.predict(arrays, verbose=0)
-        return imagenet, [LABELS[i] for i in verdict.argmax(axis=1)]
+    def looks_of(arrays: np.ndarray) -> neither.Looks:
+        outputs = engines.Outputs(*model.predict(arrays, batch_size=16, verbose=0))
+        return neither.Looks(outputs.features, outputs.imagenet_logits, [LABELS[i] for i in outputs.verdict.argmax(1)])
 
-    neither_rule = neither.calibrate(
-        imagenet, [LABELS[i] for i in labels], photo_names, outputs_of, size, imagenet_names
+    true_labels = [LABELS[i] for i in labels]
+    augmented = load_augmented(data_dir, photo_names, size)
+    augmented_looks = [backbone_looks(base, copies, true_labels) for copies in augmented]
+    neither_rule, references = neither.calibrate(
+        neither.Looks(pooled, logits, true_labels),
+        photo_names,
+        augmented_looks,
+        looks_of,
+        size,
+        backbones.imagenet_classifier(base),
+        imagenet_names,
     )
     print(
-        f"model: 'neither' below {neither_rule['threshold']:.3f} of ImageNet probability on the verdict's profile "
-        f"({', '.join(f'{len(p)} {label} classes' for label, p in neither_rule['profiles'].items())}): flags "
-        f"{neither_rule['dataset_flagged_share']:.1%} of dataset photos (cross-validated), catches "
-        f"{neither_rule['heldout_negatives_caught_share']:.0%} of held-out negatives"
+        f"model: 'neither' below evidence {neither_rule['threshold']:.2f} against the strongest ImageNet rival: flags "
+        f"{neither_rule['dataset_flagged_share']:.1%} of dataset photos and {neither_rule['augmented_flagged_share']:.1%}"
+        f" of augmented copies, catches {neither_rule['near_misses_caught_share']:.0%} of near misses and "
+        f"{neither_rule['heldout_negatives_caught_share']:.0%} of held-out negatives (cross-validated)"
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,22 +212,31 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         f"model: .h5 and .onnx agree on {len(photos)} photos (largest difference "
         f"{agreement['max_probability_difference']:.1e}, heatmaps {agreement['max_heatmap_difference']:.1e})"
     )
+    references_path = out_dir / neither.REFERENCES_FILE
+    np.save(references_path, references, allow_pickle=False)
+    neither_rule["references"]["sha256"] = sha256_of(references_path)
     negatives = neither.negative_photos()
     int8 = quantize.build(
         onnx_path,
         {
             "dataset": (photo_names, photos),
+            "augmented": (
+                [f"{name} ({how})" for how in neither.AUGMENTATIONS for name in photo_names],
+                np.concatenate(augmented),
+            ),
             "negatives": (list(negatives), np.stack([images.decode(data, size) for data in negatives.values()])),
         },
         engines.Outputs._fields,
-        EvidenceRule.from_card(neither_rule, imagenet_names),
+        EvidenceRule.from_card(neither_rule, references, imagenet_names),
         LABELS,
     )
     gates = int8["quantization"]["gates"]
     print(
         f"model: int8 {int8['file']['file']} ({int8['file']['bytes'] / 1e6:.1f} MB) gives the float32 verdicts on "
-        f"{gates['dataset']['photos']} dataset photos and {gates['negatives']['photos']} sample pictures, heatmaps at "
-        f"least {gates['dataset']['heatmap_similarity']['min']:.3f} alike"
+        f"{gates['dataset']['photos']} dataset photos (heatmaps at least {gates['dataset']['heatmap_similarity']['min']:.3f}"
+        f" alike), on {gates['negatives']['same_verdicts']} of {gates['negatives']['photos']} sample pictures (never "
+        f"letting one through that float32 calls neither) and on {gates['augmented']['same_verdicts']} of "
+        f"{gates['augmented']['photos']} augmented copies"
     )
     (out_dir / CLASS_NAMES_FILE).write_text(json.dumps(imagenet_names, indent=0))
     card = {

@@ -21,10 +21,13 @@ from PIL import Image
 from muffin_v_chihuahua import __version__, cpus, demo, engines, heatmaps, images, verdicts_csv
 from muffin_v_chihuahua.classifier import (
     MODEL_DIR_VARIABLE,
+    NEITHER_THRESHOLD_VARIABLE,
     Classifier,
     ModelFilesError,
     Prediction,
     model_dir_from_environment,
+    neither_threshold_from_environment,
+    parse_neither_threshold,
 )
 from muffin_v_chihuahua.environment import SettingError
 
@@ -48,7 +51,13 @@ EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_BROKEN_PIPE = 128 + 13
 
 
-def run_demo(streamlit_options: list[str], engine: str, precision: str, model_dir: Path | None) -> NoReturn:
+def run_demo(
+    streamlit_options: list[str],
+    engine: str,
+    precision: str,
+    model_dir: Path | None,
+    neither_threshold: float | None = None,
+) -> NoReturn:
     """Become the page's server, by Streamlit's supported entry point; our defaults yield to the caller's options.
     The page takes the engine and the model folder from the environment.
 
@@ -64,6 +73,8 @@ def run_demo(streamlit_options: list[str], engine: str, precision: str, model_di
         environment[engines.PRECISION_VARIABLE] = precision
     if model_dir is not None:
         environment[MODEL_DIR_VARIABLE] = str(model_dir.resolve())
+    if neither_threshold is not None:
+        environment[NEITHER_THRESHOLD_VARIABLE] = str(neither_threshold)
     command = [sys.executable, "-m", "streamlit", "run", str(PAGE), *defaults, *streamlit_options]
     sys.stdout.flush()
     os.execve(sys.executable, command, environment)
@@ -149,9 +160,10 @@ def predict(
     precision: str = "auto",
     heatmap: bool = False,
     heatmap_dir: Path | None = None,
+    neither_threshold: float | None = None,
 ) -> int:
     files = image_files(paths)
-    classifier = Classifier(engine, model_dir, precision)
+    classifier = Classifier(engine, model_dir, precision, neither_threshold)
     writer = OUTPUTS[output]()
     failures = 0
     # On a terminal only, where it is redrawn in place; not into a log, and not for a run of one batch.
@@ -241,12 +253,15 @@ class CsvOutput:
 OUTPUTS: dict[str, Callable[[], Output]] = {"table": TableOutput, "json": JsonLinesOutput, "csv": CsvOutput}
 
 
-def info(engine: str, model_dir: Path | None, precision: str) -> int:
-    classifier = Classifier(engine, model_dir, precision)
+def info(engine: str, model_dir: Path | None, precision: str, neither_threshold: float | None = None) -> int:
+    classifier = Classifier(engine, model_dir, precision, neither_threshold)
     photos = demo.photos()
     counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card["class_names"]}
     print(f"muffin-v-chihuahua {__version__}")
     print(f"engine: {classifier.engine}")
+    print(
+        f"neither threshold: {classifier.neither_rule.threshold:g} (the card's: {classifier.card['neither']['threshold']:g})"
+    )
     print(f"model version: {classifier.model_version} (SHA-256 {classifier.model_sha256})")
     threads, reason = cpus.limit()
     print(f"threads: {threads} ({reason})")
@@ -259,7 +274,14 @@ def info(engine: str, model_dir: Path | None, precision: str) -> int:
 SERVICE_MODULES = ("fastapi", "uvicorn", "python_multipart")
 
 
-def serve(host: str, port: int, engine: str, model_dir: Path | None = None, precision: str = "auto") -> int:
+def serve(
+    host: str,
+    port: int,
+    engine: str,
+    model_dir: Path | None = None,
+    precision: str = "auto",
+    neither_threshold: float | None = None,
+) -> int:
     """The model as an HTTP service (muffin_v_chihuahua.service); needs the [service] extra. Exit status 1 when
     the model fails to load (the service stops, so that a supervisor restarts it)."""
     import importlib.util
@@ -275,7 +297,9 @@ def serve(host: str, port: int, engine: str, model_dir: Path | None = None, prec
     from muffin_v_chihuahua import service
 
     # A bad setting raises SettingError here, which main() reports.
-    app = service.create_app(engines.resolve(engine), model_dir=model_dir, precision=precision)
+    app = service.create_app(
+        engines.resolve(engine), model_dir=model_dir, precision=precision, neither_threshold=neither_threshold
+    )
     failure = service.run(app, host, port)
     if failure:
         print(f"muffin-v-chihuahua: the model could not be loaded: {failure}", file=sys.stderr)
@@ -287,35 +311,17 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="muffin-v-chihuahua", description="Tell a muffin from a chihuahua in a photo.")
     top.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
-    engine_help = (
-        f"which engine runs the model (default: ${engines.ENGINE_VARIABLE}, else auto: the best one installed)"
+    model = model_options()
+    commands.add_parser(
+        "run-demo", parents=[model], help="start the Streamlit page (port 8080); other options go to Streamlit"
     )
-    default_engine = os.environ.get(engines.ENGINE_VARIABLE, "auto")
-    precision_help = (
-        f"the model file's precision (default: ${engines.PRECISION_VARIABLE}, else auto: int8 when the model has it "
-        "and the engine runs it, else float32)"
-    )
-    default_precision = os.environ.get(engines.PRECISION_VARIABLE, "auto")
-    model_dir_help = (
-        f"the model folder: card.json and the files it names (default: ${MODEL_DIR_VARIABLE}, else the model in "
-        "this package)"
-    )
-    default_model_dir = model_dir_from_environment()
 
-    run = commands.add_parser("run-demo", help="start the Streamlit page (port 8080); other options go to Streamlit")
-    run.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
-    run.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
-    run.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
-
-    classify = commands.add_parser("predict", help="classify photos and folders of photos")
+    classify = commands.add_parser("predict", parents=[model], help="classify photos and folders of photos")
     classify.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     formats = classify.add_mutually_exclusive_group()
     formats.add_argument("--json", dest="output", action="store_const", const="json", help="one JSON object per line")
     formats.add_argument("--csv", dest="output", action="store_const", const="csv", help="CSV with a header")
     classify.set_defaults(output="table")
-    classify.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
-    classify.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
-    classify.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
     classify.add_argument(
         "--heatmap", action="store_true", help="add each photo's heatmap (where the model looked) to --json records"
     )
@@ -323,20 +329,58 @@ def parser() -> argparse.ArgumentParser:
         "--heatmap-dir", type=Path, metavar="DIR", help="write each photo with its heatmap overlaid, as DIR/<path>.png"
     )
 
-    describe = commands.add_parser("info", help="version, model card and demo photo counts")
-    describe.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
-    describe.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
-    describe.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
+    commands.add_parser("info", parents=[model], help="version, model card and demo photo counts")
 
     http = commands.add_parser(
-        "serve", help="serve the model over HTTP (GET / health, POST /predict); the [service] extra"
+        "serve", parents=[model], help="serve the model over HTTP (GET / health, POST /predict); the [service] extra"
     )
     http.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     http.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
-    http.add_argument("--engine", choices=engines.ENGINES, default=default_engine, help=engine_help)
-    http.add_argument("--precision", choices=engines.PRECISIONS, default=default_precision, help=precision_help)
-    http.add_argument("--model-dir", type=Path, metavar="FOLDER", default=default_model_dir, help=model_dir_help)
     return top
+
+
+def neither_threshold_argument(text: str) -> float:
+    """parse_neither_threshold, its message shown by argparse as it is."""
+    try:
+        return parse_neither_threshold(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def model_options() -> argparse.ArgumentParser:
+    """The options every command shares: which model files, run how, judged at which "neither" threshold."""
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument(
+        "--engine",
+        choices=engines.ENGINES,
+        default=os.environ.get(engines.ENGINE_VARIABLE, "auto"),
+        help=f"which engine runs the model (default: ${engines.ENGINE_VARIABLE}, else auto: the best one installed)",
+    )
+    model.add_argument(
+        "--precision",
+        choices=engines.PRECISIONS,
+        default=os.environ.get(engines.PRECISION_VARIABLE, "auto"),
+        help=f"the model file's precision (default: ${engines.PRECISION_VARIABLE}, else auto: int8 when the model has "
+        "it and the engine runs it, else float32)",
+    )
+    model.add_argument(
+        "--model-dir",
+        type=Path,
+        metavar="FOLDER",
+        default=model_dir_from_environment(),
+        help=f"the model folder: card.json and the files it names (default: ${MODEL_DIR_VARIABLE}, else the model in "
+        "this package)",
+    )
+    model.add_argument(
+        "--neither-threshold",
+        type=neither_threshold_argument,
+        metavar="EVIDENCE",
+        default=neither_threshold_from_environment(),
+        help="the least evidence (0 to 1: the verdict's probability against its strongest ImageNet rival) a verdict "
+        f"needs, else it is neither; lower flags fewer photos and catches fewer near misses (default: "
+        f"${NEITHER_THRESHOLD_VARIABLE}, else the model card's)",
+    )
+    return model
 
 
 def run_command(argv: list[str] | None) -> int:
@@ -344,16 +388,23 @@ def run_command(argv: list[str] | None) -> int:
     if extra and args.command != "run-demo":
         parser().error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "run-demo":
-        return run_demo(extra, args.engine, args.precision, args.model_dir)
+        return run_demo(extra, args.engine, args.precision, args.model_dir, args.neither_threshold)
     if args.command == "predict":
         if args.heatmap and args.output != "json":
             parser().error("--heatmap adds the heatmap to --json records: add --json (or draw it with --heatmap-dir)")
         return predict(
-            args.paths, args.output, args.engine, args.model_dir, args.precision, args.heatmap, args.heatmap_dir
+            args.paths,
+            args.output,
+            args.engine,
+            args.model_dir,
+            args.precision,
+            args.heatmap,
+            args.heatmap_dir,
+            args.neither_threshold,
         )
     if args.command == "serve":
-        return serve(args.host, args.port, args.engine, args.model_dir, args.precision)
-    return info(args.engine, args.model_dir, args.precision)
+        return serve(args.host, args.port, args.engine, args.model_dir, args.precision, args.neither_threshold)
+    return info(args.engine, args.model_dir, args.precision, args.neither_threshold)
 
 
 def main(argv: list[str] | None = None) -> int:

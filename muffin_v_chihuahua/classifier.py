@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from muffin_v_chihuahua import engines
+from muffin_v_chihuahua.environment import SettingError, setting
 from muffin_v_chihuahua.evidence import NEITHER, EvidenceRule
 
 TOP_LABELS = 3
@@ -22,6 +23,9 @@ __all__ = ["NEITHER", "Classifier", "Label", "ModelFilesError", "Prediction"]
 CARD = "card.json"
 # A model folder released apart from the app (run-demo, serve, predict and info take it as --model-dir).
 MODEL_DIR_VARIABLE = "MUFFIN_V_CHIHUAHUA_MODEL_DIR"
+# The "neither" rule's operating point (evidence.py) for the page, the service and the containers; predict's
+# --neither-threshold. Unset: the card's.
+NEITHER_THRESHOLD_VARIABLE = "MUFFIN_V_CHIHUAHUA_NEITHER_THRESHOLD"
 REPAIR = "reinstall muffin-v-chihuahua, or rebuild the model with `make model`"
 
 
@@ -45,8 +49,8 @@ class Prediction:
     verdict: str  # one of the card's class names, or NEITHER
     probability: float | None  # the head's probability of the verdict; None for NEITHER, which it cannot judge
     imagenet: tuple[Label, ...]  # the top ImageNet labels, most likely first
-    # ImageNet's probability on what the dataset's photos of the head's class look like (evidence.py): the
-    # verdict's support, or for NEITHER how little the photo looks like the class the head leant to.
+    # The head's class's probability against its strongest ImageNet rival (evidence.py): the verdict's support, or
+    # for NEITHER how much more the photo looks like something else.
     evidence: float
     reason: str | None = None  # why a photo is NEITHER, for a person
     # Where the model looked, when asked (predict(..., heatmap=True)): the class activation map of heatmap_class,
@@ -83,9 +87,18 @@ class Classifier:
     """The model files (by default those bundled in the package), run by one engine; loading is the slow part,
     so do it once. Files that are missing, damaged or do not match the card raise ModelFilesError."""
 
-    def __init__(self, engine: str = "auto", model_dir: Path | None = None, precision: str = "auto") -> None:
+    def __init__(
+        self,
+        engine: str = "auto",
+        model_dir: Path | None = None,
+        precision: str = "auto",
+        neither_threshold: float | None = None,
+    ) -> None:
         """model_dir: the model files (card.json and what it names); by default the ones in this package.
-        precision: int8, float32 or auto (the fastest the card has for the engine; see engines.model_file)."""
+        precision: int8, float32 or auto (the fastest the card has for the engine; see engines.model_file).
+        neither_threshold: the least evidence a verdict needs (evidence.py), between 0 and 1; by default the card's."""
+        if neither_threshold is not None:
+            neither_threshold = parse_neither_threshold(str(neither_threshold))
         with resources.as_file(model_dir or resources.files("muffin_v_chihuahua") / "model") as folder:
             self._card_path = folder / CARD
             self.card: dict[str, Any] = _read_json(self._card_path)
@@ -98,9 +111,15 @@ class Classifier:
             self._imagenet_names: list[str] = _read_json(names_file)
             # The model's own version (builders.model sets it), apart from the app's: a model ships by itself.
             self.model_version: str = self._card_entry("model_version")
-            for key in ("profiles", "threshold", "dog_classes"):
+            for key in ("aliases", "similarity_scale", "threshold", "dog_classes"):
                 self._card_entry("neither", key)
-            self._rule = EvidenceRule.from_card(self.card["neither"], self._imagenet_names)
+            references_file = folder / self._card_entry("neither", "references", "file")
+            _verified_sha256(references_file, self._card_entry("neither", "references", "sha256"))
+            references = _read_array(references_file)
+            # The "neither" rule at its operating point (the card's, unless neither_threshold moves it).
+            self.neither_rule: EvidenceRule = EvidenceRule.from_card(
+                self.card["neither"], references, self._imagenet_names
+            ).with_threshold(neither_threshold)
             name = engines.resolve(engine)
             self.precision, self._files_entry = engines.model_file(name, precision, self._card_entry("files"))
             model_file = folder / self._card_entry("files", self._files_entry, "file")
@@ -122,8 +141,8 @@ class Classifier:
             return []
         outputs = self._engine.run(self._stack(batch))
         return [
-            self._prediction(imagenet, verdict, maps if heatmap else None)
-            for imagenet, verdict, maps in zip(*outputs, strict=True)
+            self._prediction(imagenet, verdict, logits, features, maps if heatmap else None)
+            for imagenet, verdict, maps, logits, features in zip(*outputs, strict=True)
         ]
 
     def _card_entry(self, *keys: str) -> Any:
@@ -146,12 +165,14 @@ class Classifier:
         self,
         imagenet: npt.NDArray[np.float32],
         verdict: npt.NDArray[np.float32],
+        logits: npt.NDArray[np.float32],
+        features: npt.NDArray[np.float32],
         maps: npt.NDArray[np.float32] | None,
     ) -> Prediction:
         top = np.argsort(imagenet)[::-1][:TOP_LABELS]
         labels = tuple(Label(self._imagenet_names[i], float(imagenet[i])) for i in top)
         best = int(np.argmax(verdict))
-        judged = self._rule.judge(imagenet, self._class_names[best])
+        judged = self.neither_rule.judge(logits, features, self._class_names[best])
         probability = None if judged.verdict == NEITHER else float(verdict[best])
         prediction = Prediction(judged.verdict, probability, labels, judged.evidence, judged.reason)
         if maps is None:
@@ -159,6 +180,23 @@ class Classifier:
         # What pointed away from the class (negative) is not where the model looked for it: 0, as in Grad-CAM.
         grid = tuple(tuple(float(value) for value in row) for row in np.maximum(maps[:, :, best], 0))
         return replace(prediction, heatmap=grid, heatmap_class=self._class_names[best])
+
+
+def parse_neither_threshold(text: str) -> float:
+    """A "neither" threshold: an evidence (a probability) from 0 to 1, else ValueError."""
+    threshold = float(text)
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"the neither threshold is an evidence from 0 to 1, not {text}")
+    return threshold
+
+
+def neither_threshold_from_environment() -> float | None:
+    """The threshold MUFFIN_V_CHIHUAHUA_NEITHER_THRESHOLD sets, or None: the card's; a bad one raises SettingError."""
+    value = setting(NEITHER_THRESHOLD_VARIABLE, str, "")
+    try:
+        return parse_neither_threshold(value) if value else None
+    except ValueError as error:
+        raise SettingError(f"{NEITHER_THRESHOLD_VARIABLE}={value!r}: {error}") from None
 
 
 def model_dir_from_environment() -> Path | None:
@@ -174,6 +212,16 @@ def _read_json(path: Path) -> Any:
         raise _unreadable(path, error) from None
     except ValueError as error:  # not JSON, or not UTF-8
         raise ModelFilesError(path, f"is damaged: it is not valid JSON ({error})") from None
+
+
+def _read_array(path: Path) -> npt.NDArray[np.float32]:
+    """A .npy file of numbers (never pickled objects); its SHA-256 was checked against the card already."""
+    try:
+        return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
+    except OSError as error:
+        raise _unreadable(path, error) from None
+    except ValueError as error:
+        raise ModelFilesError(path, f"is damaged: it is not a NumPy array file ({error})") from None
 
 
 def _verified_sha256(path: Path, expected: str) -> str:

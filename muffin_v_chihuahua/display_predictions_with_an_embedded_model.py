@@ -22,7 +22,13 @@ from PIL import Image
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from muffin_v_chihuahua import __version__, demo, engines, heatmaps, images, prediction_slots, remote, verdicts_csv
-from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction, model_dir_from_environment
+from muffin_v_chihuahua.classifier import (
+    Classifier,
+    ModelFilesError,
+    Prediction,
+    model_dir_from_environment,
+    neither_threshold_from_environment,
+)
 from muffin_v_chihuahua.environment import SettingError
 from muffin_v_chihuahua.photo_predictions import Model, Result, predict_photos, shared_cache
 
@@ -31,15 +37,15 @@ CSV_FILE = "muffin-v-chihuahua-verdicts.csv"
 OVERLAY_SIDE = 1024  # px: the overlay is drawn on a copy no larger than a column shows it
 EMOJI = {"chihuahua": "🐶", "muffin": "🍪", "neither": "🤷"}
 EVIDENCE_HELP = (
-    "Evidence: how much of ImageNet's probability lies on what the dataset's photos of the head's class look like "
-    "to ImageNet (the model card lists those classes). Too little, and the photo is neither."
+    "Evidence: the head's class's probability against the likeliest thing ImageNet knows that is not it (a bagel, "
+    "a French bulldog...). Too little, and the photo is neither (the model card's threshold)."
 )
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def load_classifier(engine: str, precision: str, model_dir: Path | None) -> Classifier:
+def load_classifier(engine: str, precision: str, model_dir: Path | None, neither_threshold: float | None) -> Classifier:
     started = time.monotonic()
-    classifier = Classifier(engine=engine, model_dir=model_dir, precision=precision)
+    classifier = Classifier(engine, model_dir, precision, neither_threshold)
     # One line per load in the server's log: every browser session shares this one model.
     print(
         f"muffin-v-chihuahua: model loaded ({classifier.engine}) in {time.monotonic() - started:.2f} s",
@@ -191,6 +197,7 @@ try:
             os.environ.get(engines.ENGINE_VARIABLE, "auto"),
             os.environ.get(engines.PRECISION_VARIABLE, "auto"),
             model_dir_from_environment(),
+            neither_threshold_from_environment(),
         )
 except (engines.EngineUnavailable, ModelFilesError, SettingError) as error:
     st.error(f"The model cannot run here: {error}")

@@ -38,6 +38,8 @@ class Outputs(NamedTuple):
     imagenet: npt.NDArray[np.float32]  # ImageNet probabilities (N, 1000)
     verdict: npt.NDArray[np.float32]  # the head's class probabilities (N, classes)
     heatmap: npt.NDArray[np.float32]  # each class's activation map (N, rows, columns, classes), rows top to bottom
+    imagenet_logits: npt.NDArray[np.float32]  # the ImageNet logits (N, 1000), for the "neither" rule
+    features: npt.NDArray[np.float32]  # the backbone's pooled features (N, C), for the "neither" rule
 
 
 class Engine(Protocol):

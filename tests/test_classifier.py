@@ -69,6 +69,13 @@ def exif_rotated(picture: Image.Image) -> bytes:
     return jpeg(picture.transpose(Image.Transpose.ROTATE_90), quality=95, exif=exif)
 
 
+def pasted_in_a_corner(picture: Image.Image) -> bytes:
+    """Direction: the photo at its size on a grey canvas twice as large, towards a corner (farther away)."""
+    canvas = Image.new("RGB", (picture.width * 2, picture.height * 2), (128, 128, 128))
+    canvas.paste(picture, (picture.width // 5, picture.height * 4 // 5))
+    return png(canvas)
+
+
 def phone_sized(picture: Image.Image) -> bytes:
     """Upscaled to 12 megapixels, held upright: decoded at reduced scale (the dataset's photos are too small)."""
     return corpus.phone_jpeg(picture, sideways=True)
@@ -88,7 +95,9 @@ def sample(labelled_photos) -> list[tuple[str, Image.Image]]:
 
 
 @pytest.mark.parametrize(
-    "variant", [mirrored, centre_cropped, jpeg_reencoded, exif_rotated, phone_sized], ids=lambda v: v.__name__
+    "variant",
+    [mirrored, centre_cropped, jpeg_reencoded, exif_rotated, phone_sized, pasted_in_a_corner],
+    ids=lambda v: v.__name__,
 )
 def test_variants_of_the_photos_the_model_never_saw_keep_their_verdict(classifier, sample, variant):
     originals = classifier.predict([images.to_array(picture, classifier.input_size) for _, picture in sample])
@@ -176,10 +185,29 @@ def test_sample_pictures_are_neither_at_the_rate_the_card_says(classifier, negat
     predictions = classifier.predict([images.decode(negatives[name], classifier.input_size) for name in names])
     caught = sum(p.verdict == NEITHER for p in predictions) / len(names)
     card_share = rule["heldout_negatives_caught_share" if half == "held_out" else "calibration_negatives_caught_share"]
-    assert caught == pytest.approx(card_share) and caught >= 0.75
+    assert caught >= 0.75
+    if classifier.precision == "float32":
+        assert caught == pytest.approx(card_share)
+    else:  # the int8 gate: int8 calls neither every picture float32 does, and may catch one more
+        assert caught >= card_share - 1e-9
     for prediction in predictions:
         if prediction.verdict == NEITHER:
             assert prediction.probability is None and prediction.evidence < rule["threshold"] and prediction.reason
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.9999])
+def test_the_neither_threshold_moves_the_operating_point(labelled_photos, threshold):
+    """At 0 nothing is neither; near 1 every photo is (no class is that sure against its strongest rival)."""
+    moved = Classifier("onnx", neither_threshold=threshold)
+    assert moved.neither_rule.threshold == threshold != CARD["neither"]["threshold"]
+    predictions = moved.predict(decode_all(moved, labelled_photos[::10]))
+    assert {p.verdict == NEITHER for p in predictions} == {threshold > 0.5}
+
+
+@pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan")])
+def test_a_neither_threshold_outside_0_to_1_is_refused(threshold):
+    with pytest.raises(ValueError, match="the neither threshold is an evidence from 0 to 1"):
+        Classifier("onnx", neither_threshold=threshold)
 
 
 def test_a_cat_is_neither_with_a_reason_naming_what_it_looks_like(classifier, negatives):
@@ -392,7 +420,8 @@ def test_a_truncated_card_is_refused(model_copy):
     [
         ("input_size",),
         ("neither", "threshold"),
-        ("neither", "profiles"),
+        ("neither", "aliases"),
+        ("neither", "references"),
         ("files",),
         ("imagenet_class_names_sha256",),
         ("model_version",),

@@ -59,7 +59,14 @@ def test_every_engine_gives_the_outputs_the_card_names(engine):
         np.zeros((2, *classifier.input_size[::-1], 3), np.float32)
     )
     assert list(outputs._fields) == classifier.card["outputs"]
-    assert [output.shape for output in outputs] == [(2, 1000), (2, 2), (2, *classifier.card["heatmap"]["shape"])]
+    features = classifier.neither_rule.references["muffin"].shape[1]  # the backbone's pooled channels
+    assert [output.shape for output in outputs] == [
+        (2, 1000),
+        (2, 2),
+        (2, *classifier.card["heatmap"]["shape"]),
+        (2, 1000),
+        (2, features),
+    ]
 
 
 def test_the_onnx_engine_runs_where_the_os_has_no_affinity_mask(monkeypatch, labelled_photos):

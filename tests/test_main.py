@@ -20,7 +20,7 @@ from PIL import Image
 
 from muffin_v_chihuahua import __version__, cpus, images
 from muffin_v_chihuahua.__main__ import BATCH, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
-from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE, Classifier, Prediction
+from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE, NEITHER_THRESHOLD_VARIABLE, Classifier, Prediction
 from tests import corpus
 from tests.conftest import PACKAGE, ROOT
 from tests.servers import free_port, running, wait_for
@@ -153,6 +153,7 @@ def test_info_prints_version_engine_card_and_photo_counts(capsys, classifier, en
     assert head.splitlines() == [
         f"muffin-v-chihuahua {__version__}",
         f"engine: {classifier.engine}",
+        f"neither threshold: {classifier.neither_rule.threshold:g} (the card's: {classifier.neither_rule.threshold:g})",
         f"model version: {classifier.model_version} (SHA-256 {classifier.model_sha256})",
         "threads: {} ({})".format(*cpus.limit()),
         "demo photos: 65 chihuahua, 55 muffin",
@@ -276,6 +277,37 @@ def test_a_missing_argument_is_named_with_status_2(capsys):
     err = capsys.readouterr().err
     assert exit.value.code == 2
     assert err.splitlines()[-1] == "muffin-v-chihuahua predict: error: the following arguments are required: PATH"
+
+
+def test_neither_threshold_moves_predicts_verdicts_and_info_shows_it(capsys):
+    photo = str(corpus.DATASET_PHOTO)
+    assert main(["predict", "--json", "--engine", "onnx", photo]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] != "neither"
+    assert main(["predict", "--json", "--engine", "onnx", "--neither-threshold", "0.9999", photo]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "neither"
+    assert main(["info", "--engine", "onnx", "--neither-threshold", "0.3"]) == 0
+    assert "neither threshold: 0.3 (the card's: " in capsys.readouterr().out
+
+
+def test_the_neither_threshold_comes_from_the_environment_and_a_bad_one_is_one_line_with_status_2(monkeypatch, capsys):
+    monkeypatch.setenv(NEITHER_THRESHOLD_VARIABLE, "0.9999")
+    assert main(["predict", "--json", "--engine", "onnx", str(corpus.DATASET_PHOTO)]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "neither"
+    monkeypatch.setenv(NEITHER_THRESHOLD_VARIABLE, "2")
+    assert main(["info"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"muffin-v-chihuahua: {NEITHER_THRESHOLD_VARIABLE}='2': the neither threshold is an evidence from 0 to 1, not 2"
+    )
+
+
+def test_a_neither_threshold_option_outside_0_to_1_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["predict", "--neither-threshold", "1.5", str(corpus.DATASET_PHOTO)])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "muffin-v-chihuahua predict: error: argument --neither-threshold: the neither threshold is an evidence from 0 "
+        "to 1, not 1.5"
+    )
 
 
 @pytest.mark.parametrize("command", ["info", "predict"])

@@ -1,4 +1,4 @@
-"""builders.neither: learning the 'neither' rule's profiles and threshold, and measuring it honestly."""
+"""builders.neither: fitting the "neither" rule, its near misses, its curve and its operating point, honestly."""
 
 import io
 
@@ -7,8 +7,10 @@ import pytest
 from PIL import Image
 
 from builders import neither
+from muffin_v_chihuahua import images
 
 NAMES = [f"class {i}" for i in range(1000)]
+NAMES[:3] = ["Chihuahua", "toy terrier", "Miniature Pinscher"]
 
 
 def test_negative_samples_load_offline_as_images():
@@ -20,6 +22,10 @@ def test_negative_samples_load_offline_as_images():
             assert min(picture.size) >= 64
 
 
+def test_the_sample_pictures_are_the_same_every_time():
+    assert neither.negative_photos() == neither.negative_photos()
+
+
 def test_split_is_deterministic_disjoint_and_halves():
     calibration, held_out = neither.split(list(neither.NEGATIVE_SAMPLES))
     assert not set(calibration) & set(held_out)
@@ -28,82 +34,115 @@ def test_split_is_deterministic_disjoint_and_halves():
     assert neither.split(list(reversed(neither.NEGATIVE_SAMPLES))) == (calibration, held_out)
 
 
-def youden(threshold: float, in_domain: np.ndarray, negatives: np.ndarray) -> float:
-    """Negatives caught share minus dataset photos flagged share, flagging masses below the threshold."""
-    return float((negatives < threshold).mean() - (in_domain < threshold).mean())
+def test_every_augmentation_gives_a_model_input_that_differs_from_the_photo():
+    picture = Image.new("RGB", (120, 90), (200, 120, 40))
+    picture.paste((20, 40, 200), (10, 10, 50, 40))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    original = images.decode(buffer.getvalue(), (64, 64))
+    copies = neither.augmented(buffer.getvalue(), (64, 64))
+    assert len(copies) == len(neither.AUGMENTATIONS)
+    for name, copy in zip(neither.AUGMENTATIONS, copies, strict=True):
+        assert copy.shape == original.shape and np.abs(copy - original).mean() > 1, name
 
 
-def test_threshold_is_midway_between_the_two_separated_groups():
-    threshold = neither.choose_threshold(np.array([0.3, 0.5, 0.9]), np.array([0.01, 0.05, 0.2]))
-    assert threshold == pytest.approx(0.25)
+def looks(rng: np.random.Generator, centre: np.ndarray, label: str, count: int, logits_of) -> neither.Looks:
+    features = np.maximum(centre + rng.normal(0, 0.3, (count, len(centre))), 0)
+    return neither.Looks(features, np.stack([logits_of(f) for f in features]), [label] * count)
 
 
-def test_threshold_ties_go_to_flagging_the_fewest_dataset_photos():
-    in_domain, negatives = np.array([0.3, 0.5, 0.7, 0.9]), np.array([0.1, 0.4, 0.6, 0.8])
-    # J is 0.25 midway between 0.1 and 0.3, 0.4 and 0.5, 0.6 and 0.7, 0.8 and 0.9: the first flags no dataset photo.
-    assert neither.choose_threshold(in_domain, negatives) == pytest.approx(0.2)
-
-
-def test_threshold_matches_a_brute_force_search_and_never_lies_on_an_observed_value():
+def test_the_similarity_scale_follows_the_class_imagenet_has():
+    """ImageNet's chihuahua logit is made to rise 10 per unit of similarity to the dataset's chihuahuas: the fitted
+    line finds that slope."""
     rng = np.random.default_rng(0)
-    for _ in range(200):
-        # Masses on a 0.01 grid, so ties are common; every threshold k/100 + 0.005 sits between grid points.
-        in_domain, negatives = rng.integers(0, 100, 6) / 100, rng.integers(0, 100, 4) / 100
-        observed = np.unique(np.concatenate([in_domain, negatives]))
-        if len(observed) < 2:
-            continue
-        # Every threshold that flags some photos but not all, lowest first, so max() keeps the first best.
-        candidates = [t for t in np.arange(100) / 100 + 0.005 if observed[0] < t < observed[-1]]
-        expected = max(candidates, key=lambda t: youden(t, in_domain, negatives))
+    chihuahua_centre = np.zeros(16)
+    chihuahua_centre[:4] = 3
+    own = neither.aliases(NAMES)
 
-        threshold = neither.choose_threshold(in_domain, negatives)
+    def logits_of(centre):
+        def of(features):
+            row = np.zeros(1000)
+            row[0] = 10 * float(features @ centre / np.linalg.norm(features) / np.linalg.norm(centre))
+            return row
 
-        assert youden(threshold, in_domain, negatives) == youden(expected, in_domain, negatives)
-        assert ((in_domain < threshold) == (in_domain < expected)).all()  # the same photos flagged
-        below, above = observed[observed < threshold].max(), observed[observed > threshold].min()
-        assert threshold == pytest.approx((below + above) / 2) and threshold not in observed
+        return of
 
-
-def distribution(placed: dict[int, float]) -> np.ndarray:
-    """ImageNet probabilities: the given ones, the rest on class 999 (in no profile below)."""
-    row = np.zeros(1000)
-    for index, probability in placed.items():
-        row[index] = probability
-    row[999] = 1 - row.sum()
-    return row
+    chihuahuas = looks(rng, chihuahua_centre, "chihuahua", 30, logits_of(chihuahua_centre))
+    muffin_centre = np.roll(chihuahua_centre, 8)
+    muffins = looks(rng, muffin_centre, "muffin", 30, logits_of(chihuahua_centre))
+    others = looks(rng, np.full(16, 1.0), "muffin", 10, logits_of(chihuahua_centre))
+    slope, _, correlation = neither.similarity_scale(chihuahuas.join(muffins), others, own)
+    assert slope == pytest.approx(10, rel=0.05) and correlation > 0.99
 
 
-def test_a_profile_is_the_classes_a_class_puts_at_least_the_profile_share_on_on_average():
-    # Class 1 carries the chihuahuas; class 2 gets 0.4 % on average (below 0.5 %); class 3 exactly 0.5 %.
-    photos = np.stack([distribution({1: 0.9, 2: 0.008, 3: 0.01}), distribution({1: 0.8, 3: 0.0})])
-    muffins = np.stack([distribution({10: 0.5})])
-    profiles = neither.profiles(np.concatenate([photos, muffins]), ["chihuahua", "chihuahua", "muffin"])
-    assert profiles == {"chihuahua": [1, 3, 999], "muffin": [10, 999]}
+def test_near_misses_are_the_photo_moved_to_its_likeliest_other_classes():
+    rng = np.random.default_rng(1)
+    weights = rng.normal(0, 1, (8, 1000))
+    bias = np.zeros(1000)
+    features = np.abs(rng.normal(0, 1, (2, 8)))
+    photos = neither.Looks(features, features @ weights + bias, ["chihuahua", "muffin"])
+    own = neither.aliases(NAMES)
+    moved = neither.near_misses(photos, weights, bias, own, shift=3.0)
+    assert moved.labels == ["chihuahua"] * neither.NEAR_MISSES + ["muffin"] * neither.NEAR_MISSES
+    assert (moved.features >= 0).all()
+    assert np.allclose(moved.logits, moved.features @ weights + bias)
+    # Each near miss of a chihuahua is one of its likeliest classes that is not a chihuahua, moved towards it.
+    likeliest = [i for i in np.argsort(photos.logits[0])[::-1] if i not in own["chihuahua"]][: neither.NEAR_MISSES]
+    for row, rival in zip(moved.logits[: neither.NEAR_MISSES], likeliest, strict=True):
+        others = np.delete(np.arange(1000), rival)
+        gained = row[rival] - photos.logits[0, rival]
+        assert gained > np.median(row[others] - photos.logits[0, others]) + 1
 
 
-def test_fit_puts_the_threshold_between_the_dataset_and_the_negatives():
-    dataset = np.stack(
-        [distribution({1: 0.9}), distribution({1: 0.6}), distribution({10: 0.7}), distribution({10: 0.4})]
-    )
-    labels = ["chihuahua", "chihuahua", "muffin", "muffin"]
-    negatives = np.stack([distribution({1: 0.1}), distribution({10: 0.2}), distribution({500: 0.9})])
-    rule = neither.fit(dataset[:, :999], labels, negatives[:, :999], ["chihuahua", "muffin", "muffin"], NAMES)
-    assert rule.profiles == {"chihuahua": [1], "muffin": [10]}  # class 999 cut off: in no profile
-    assert rule.threshold == pytest.approx(0.3)  # midway between the negatives' 0.2 and the dataset's 0.4
+def test_the_curve_counts_below_the_threshold_as_flagged():
+    found = {
+        "dataset": np.array([3.0, 2.0, -4.0]),
+        "augmented": np.array([1.0, -1.0]),
+        "near_misses": np.array([-3.0, 0.5]),
+        "negatives": np.array([-5.0]),
+    }
+    [point] = neither.curve(found, [0.5])  # margin 0
+    assert point == {
+        "threshold": 0.5,
+        "dataset_flagged": pytest.approx(1 / 3),
+        "augmented_flagged": 0.5,
+        "near_misses_caught": 0.5,
+        "negatives_caught": 1.0,
+    }
 
 
-def test_the_flagged_share_is_cross_validated_a_photo_never_vouches_for_itself():
-    """Each muffin looks like a class of its own: in-sample every one passes, but a rule fitted without a photo
-    has never seen its class, so cross-validation flags them all."""
-    chihuahuas = [distribution({1: 0.9}) for _ in range(10)]
-    muffins = [distribution({100 + i: 0.9}) for i in range(10)]
-    imagenet = np.stack(chihuahuas + muffins)[:, :999]
-    labels = ["chihuahua"] * 10 + ["muffin"] * 10
-    names = [f"{label}/{i}.jpg" for i, label in enumerate(labels)]
-    negatives, leaning = np.stack([distribution({500: 0.9})])[:, :999], ["muffin"]
+def test_the_operating_point_is_the_highest_threshold_within_both_flagged_limits():
+    points = [
+        {"threshold": 0.1, "dataset_flagged": 0.0, "augmented_flagged": 0.01},
+        {"threshold": 0.2, "dataset_flagged": 1 / 60, "augmented_flagged": 0.02},
+        {"threshold": 0.3, "dataset_flagged": 1 / 60, "augmented_flagged": 0.03},
+        {"threshold": 0.4, "dataset_flagged": 0.05, "augmented_flagged": 0.01},
+    ]
+    assert neither.choose_threshold(points) == 0.2
+    assert neither.choose_threshold(points[2:]) == 0.3  # none within: the lowest, flagging the fewest
 
-    in_sample = neither.fit(imagenet, labels, negatives, leaning, NAMES)
-    assert all(
-        in_sample.evidence(row, label) >= in_sample.threshold for row, label in zip(imagenet, labels, strict=True)
-    )
-    assert neither.cross_validated_flagged(imagenet, labels, negatives, leaning, names, NAMES) == sorted(names[10:])
+
+def test_cross_validation_never_lets_a_photo_vouch_for_itself():
+    """Each muffin is unlike every other: in-sample each is its own nearest reference (similarity 1), but judged by
+    a rule fitted without its fold none has a near neighbour, so every muffin's margin falls."""
+    rng = np.random.default_rng(2)
+    dimensions = 64
+    chihuahua_centre = np.zeros(dimensions)
+    chihuahua_centre[:4] = 3
+
+    def of(features):
+        row = np.zeros(1000)
+        row[0] = 10 * float(features @ chihuahua_centre / np.linalg.norm(features) / np.linalg.norm(chihuahua_centre))
+        row[500] = 2.0
+        return row
+
+    chihuahuas = looks(rng, chihuahua_centre, "chihuahua", 10, of)
+    muffin_features = np.eye(dimensions)[8:18] * 3
+    muffins = neither.Looks(muffin_features, np.stack([of(f) for f in muffin_features]), ["muffin"] * 10)
+    dataset = chihuahuas.join(muffins)
+    negatives = looks(rng, np.full(dimensions, 1.0), "muffin", 4, of)
+    weights, bias = rng.normal(0, 0.1, (dimensions, 1000)), np.zeros(1000)
+    found = neither.cross_validated(dataset, [dataset], negatives, negatives, weights, bias, NAMES)
+    in_sample = neither.margins(neither.fit(dataset, negatives, NAMES), muffins)
+    assert (found["dataset"][10:] < in_sample - 1).all()
+    assert len(found["augmented"]) == 20 and len(found["near_misses"]) == 20 * neither.NEAR_MISSES

@@ -36,7 +36,10 @@ def few_photos(labelled_photos) -> dict[str, tuple[list[str], np.ndarray]]:
 
 @pytest.fixture(scope="module")
 def rule() -> EvidenceRule:
-    return EvidenceRule.from_card(CARD["neither"], json.loads((MODEL_DIR / CARD["imagenet_class_names"]).read_text()))
+    references = np.load(MODEL_DIR / CARD["neither"]["references"]["file"])
+    return EvidenceRule.from_card(
+        CARD["neither"], references, json.loads((MODEL_DIR / CARD["imagenet_class_names"]).read_text())
+    )
 
 
 def test_the_card_records_the_int8_file_its_making_and_its_gates():
@@ -49,7 +52,10 @@ def test_the_card_records_the_int8_file_its_making_and_its_gates():
     gates = made["gates"]
     assert gates["gated_outputs"] == CARD["outputs"]
     assert gates["dataset"]["photos"] == gates["dataset"]["same_verdicts"] == CARD["dataset"]["photos"]
-    assert gates["negatives"]["photos"] == gates["negatives"]["same_verdicts"] >= 24
+    assert gates["negatives"]["photos"] == 27 and gates["negatives"]["same_verdicts"] >= 24
+    # Where int8 differs on a sample picture, it is stricter: neither where float32 let it through.
+    assert all(d.endswith(" in float32, neither in int8)") for d in gates["negatives"]["different_verdicts"])
+    assert gates["augmented"]["photos"] == 9 * CARD["dataset"]["photos"] and gates["augmented"]["gate"] == "recorded"
     assert gates["dataset"]["heatmap_similarity"]["min"] >= quantize.HEATMAP_MIN_SIMILARITY
     for figures in (gates["dataset"], gates["negatives"]):
         assert list(figures["max_probability_difference"]) == ["imagenet", "verdict"]
@@ -80,6 +86,19 @@ def test_a_model_that_changes_verdicts_fails_the_gate(tmp_path, few_photos, rule
         quantize.gate(FLOAT_PATH, broken, few_photos, CARD["outputs"], rule, CARD["class_names"])
 
 
+def test_on_pictures_that_are_neither_int8_may_be_stricter_but_never_more_lenient(tmp_path, few_photos, rule):
+    """ImageNet's layer negated makes ImageNet's chihuahua the least likely class: that model calls the chihuahuas
+    neither. Given the dataset photos as pictures that are neither ("catches"), the gate passes a model that calls
+    neither what the other lets through, and stops one that lets through what the other calls neither."""
+    broken = negated(tmp_path, lambda node: node.op_type == "MatMul" and "logits" in node.name)
+    as_negatives = {"negatives": few_photos["dataset"]}
+    figures = quantize.gate(FLOAT_PATH, broken, as_negatives, CARD["outputs"], rule, CARD["class_names"])
+    stricter = figures["negatives"]["different_verdicts"]
+    assert stricter and all(d.endswith("(chihuahua in float32, neither in int8)") for d in stricter)
+    with pytest.raises(quantize.GateError, match=r"\(neither in float32, chihuahua in int8\)"):
+        quantize.gate(broken, FLOAT_PATH, as_negatives, CARD["outputs"], rule, CARD["class_names"])
+
+
 def test_a_model_whose_heatmaps_differ_fails_the_gate(tmp_path, few_photos, rule):
     """The heatmap's weights negated: the verdicts stand, but the map drawn is where float32's is not."""
     broken = negated(tmp_path, lambda node: node.op_type == "Conv" and "heatmap" in node.name)
@@ -103,5 +122,5 @@ def negated(folder, chosen) -> Path:
 
 
 def test_a_model_without_the_outputs_the_gates_need_is_refused(few_photos, rule):
-    with pytest.raises(quantize.GateError, match="has no verdict output"):
+    with pytest.raises(quantize.GateError, match="has no features, imagenet_logits, verdict output"):
         quantize.build(FLOAT_PATH, few_photos, ["imagenet", "heatmap"], rule, CARD["class_names"])

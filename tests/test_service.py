@@ -30,6 +30,7 @@ from tests.servers import (
     LOAD_DELAY_VARIABLE,
     PACKAGE,
     ServiceProcess,
+    clean_env,
     free_port,
     get,
     multipart,
@@ -100,6 +101,7 @@ def test_health_names_the_model_the_engine_runs(service, engine):
     assert health["backbone"] == CARD["backbone"] and health["model_version"] == CARD["model_version"]
     assert health["input_size"] == CARD["input_size"]
     assert health["max_upload_mb"] == images.MAX_UPLOAD_MB
+    assert health["neither_threshold"] == CARD["neither"]["threshold"]
 
 
 def test_card_is_the_model_card(service):
@@ -390,6 +392,29 @@ def test_the_size_limit_is_set_by_an_environment_variable(tmp_path):
         assert len(photo) > 0.01 * 1024 * 1024
         assert_problem(post_image(small.url, photo, "image/jpeg", filename="big.jpg"), 413, "0.01 MB", file="big.jpg")
         assert_problem(post_files(small.url, [("big.jpg", photo)]), 413, "0.01 MB", file="big.jpg")
+
+
+def test_the_neither_threshold_is_set_by_an_environment_variable(tmp_path):
+    env = {"MUFFIN_V_CHIHUAHUA_NEITHER_THRESHOLD": "0.9999"}  # no class is that sure against its strongest rival
+    with ServiceProcess("onnx", env=env, log=tmp_path / "service.log") as strict:
+        assert get(strict.url + "/")[1]["neither_threshold"] == 0.9999
+        status, body = post_files(strict.url, [("muffin.jpg", photo_bytes())])
+        assert status == 200 and body["predictions"][0]["verdict"] == "neither", body
+
+
+def test_a_bad_neither_threshold_stops_the_service_with_one_line(tmp_path):
+    env = clean_env(MUFFIN_V_CHIHUAHUA_NEITHER_THRESHOLD="high")
+    result = subprocess.run(
+        [sys.executable, "-m", "muffin_v_chihuahua", "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "muffin-v-chihuahua: MUFFIN_V_CHIHUAHUA_NEITHER_THRESHOLD='high': could not convert string to float: 'high'"
+    )
 
 
 def assert_busy(status: int, retry_after: str | None, body: dict) -> None:

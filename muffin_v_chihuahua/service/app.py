@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
 from muffin_v_chihuahua import __version__, cpus, engines, images
-from muffin_v_chihuahua.classifier import model_dir_from_environment
+from muffin_v_chihuahua.classifier import model_dir_from_environment, neither_threshold_from_environment
 from muffin_v_chihuahua.environment import SettingError, setting
 from muffin_v_chihuahua.service import admission, inference_protocol, observing
 from muffin_v_chihuahua.service.bodies import (
@@ -74,6 +74,7 @@ def create_app(
     model_dir: Path | None = None,
     log_format: str | None = None,
     precision: str | None = None,
+    neither_threshold: float | None = None,
 ) -> FastAPI:
     """The service; unset arguments come from the environment (see the *_VARIABLE names above)."""
     engine = engine or os.environ.get(engines.ENGINE_VARIABLE, "auto")
@@ -100,7 +101,13 @@ def create_app(
         raise SettingError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     observing.configure(log_format)
     max_bytes = int(max_upload_mb * 1024 * 1024)
-    model = Model(engine, load_delay, model_dir if model_dir is not None else model_dir_from_environment(), precision)
+    model = Model(
+        engine,
+        load_delay,
+        model_dir if model_dir is not None else model_dir_from_environment(),
+        precision,
+        neither_threshold if neither_threshold is not None else neither_threshold_from_environment(),
+    )
     metrics = Metrics(lambda: {**model.identity} if model.classifier is not None else None, __version__)
     # Inference and decoding run in worker threads, as many at once as this process has cores: more only
     # share the same cores (each ONNX Runtime call already uses them all) and hold more images. Measured on

@@ -75,7 +75,7 @@ OUTPUTS: dict[str, Output] = {
 OUTPUT_NOTES = {
     "verdict": "muffin, chihuahua or neither",
     "probability": "the head's probability of the verdict; NaN (null in JSON) when the verdict is neither",
-    "evidence": "ImageNet's probability on what the dataset's photos of the head's class look like",
+    "evidence": "the head's class's probability against its strongest ImageNet rival",
     "imagenet_labels": "the top ImageNet labels, most likely first",
     "imagenet_probabilities": "their probabilities",
     "reason": "why the verdict is neither; empty otherwise",

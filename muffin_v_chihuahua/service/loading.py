@@ -19,8 +19,16 @@ log = logging.getLogger("uvicorn.error")  # uvicorn's configured logger: our lin
 class Model:
     """The Classifier and its identity, filled in by a background thread; `classifier` is None until then."""
 
-    def __init__(self, engine: str, load_delay: float = 0.0, model_dir: Path | None = None, precision: str = "auto"):
+    def __init__(
+        self,
+        engine: str,
+        load_delay: float = 0.0,
+        model_dir: Path | None = None,
+        precision: str = "auto",
+        neither_threshold: float | None = None,
+    ):
         self.requested_engine = engine
+        self.neither_threshold = neither_threshold  # None: the card's
         self.requested_precision = precision
         self.model_dir = model_dir
         self.load_delay = load_delay
@@ -37,7 +45,9 @@ class Model:
                     "%s=%s: waiting before loading the model (tests only)", TEST_LOAD_DELAY_VARIABLE, self.load_delay
                 )
                 time.sleep(self.load_delay)
-            classifier = Classifier(self.requested_engine, self.model_dir, self.requested_precision)
+            classifier = Classifier(
+                self.requested_engine, self.model_dir, self.requested_precision, self.neither_threshold
+            )
             # One prediction before the health check turns 200: the model answers (and the keras engine's
             # tf.function is traced now, not on a client's first request).
             width, height = classifier.input_size
@@ -53,6 +63,7 @@ class Model:
                 "model_sha256": classifier.model_sha256,
                 "input_size": list(classifier.input_size),
                 "class_names": list(card["class_names"]),
+                "neither_threshold": classifier.neither_rule.threshold,
             }
             self.classifier = classifier  # last: from here on requests are served
             log.info("model loaded in %.1f s: %s", time.monotonic() - self.started, self.identity)

@@ -16,6 +16,7 @@ class Health(BaseModel):
     model_sha256: str  # of the model file the engine runs, checked against the card when it was loaded
     input_size: list[int]  # (width, height)
     class_names: list[str]
+    neither_threshold: float  # the least evidence a verdict needs (the card's unless set)
     max_upload_mb: float
     max_files: int
 
@@ -35,7 +36,9 @@ class PredictionOut(BaseModel):
     verdict: str  # a class name ("muffin", "chihuahua") or "neither"
     probability: float | None  # the head's, of the verdict; null for "neither", which the head cannot judge
     imagenet: list[LabelOut]  # the top-3 ImageNet labels, most likely first
-    evidence: float  # ImageNet's probability on what the dataset's photos of the head's class look like
+    evidence: (
+        float  # the head's class's probability against its strongest ImageNet rival (below the threshold: neither)
+    )
     reason: str | None = None  # why the verdict is "neither"
     heatmap: list[list[float]] | None = Field(
         None,
