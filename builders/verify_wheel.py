@@ -23,10 +23,12 @@ def verify(wheel: Path) -> list[str]:
         names = set(archive.namelist())
         card = json.loads(archive.read(f"{PACKAGE}/model/card.json"))
         problems = []
-        # Every file the card names, with the SHA-256 it states: the models (keras, onnx, onnx-int8) and the ImageNet
-        # class names.
+        # Every file the card names, with the SHA-256 it states: the models (keras, onnx, onnx-int8), the ImageNet
+        # class names and the "neither" rule's references.
         named = {model["file"]: (f"{engine} model", model["sha256"]) for engine, model in card["files"].items()}
         named[card["imagenet_class_names"]] = ("ImageNet class names", card["imagenet_class_names_sha256"])
+        references = card["neither"]["references"]
+        named[references["file"]] = ('"neither" references', references["sha256"])
         for file, (what, sha256) in named.items():
             member = f"{PACKAGE}/model/{file}"
             if member not in names:

@@ -407,6 +407,31 @@ def test_a_class_names_file_that_is_not_the_cards_is_refused(model_copy):
     assert_names(error, names_file, "is damaged or not the file its card.json describes: its SHA-256 is ")
 
 
+def test_neither_references_that_are_not_the_cards_are_refused(model_copy):
+    references = model_copy / CARD["neither"]["references"]["file"]
+    values = np.load(references)
+    np.save(references, values[::-1])  # the same muffins in another order: only the SHA-256 tells
+    with pytest.raises(ModelFilesError) as error:
+        Classifier("onnx", model_copy)
+    assert_names(error, references, "is damaged or not the file its card.json describes: its SHA-256 is ")
+    references.unlink()
+    with pytest.raises(ModelFilesError) as error:
+        Classifier("onnx", model_copy)
+    assert_names(error, references, "is missing")
+
+
+def test_neither_references_that_are_not_an_array_are_refused_before_numpy_reads_a_pickle(model_copy):
+    """The card's hash matches (the card was edited too), but the file is a pickle: np.load never unpickles it."""
+    references = model_copy / CARD["neither"]["references"]["file"]
+    np.save(references, np.array([{"not": "numbers"}], dtype=object), allow_pickle=True)
+    card = json.loads((model_copy / "card.json").read_text())
+    card["neither"]["references"]["sha256"] = hashlib.sha256(references.read_bytes()).hexdigest()
+    (model_copy / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFilesError) as error:
+        Classifier("onnx", model_copy)
+    assert_names(error, references, "is damaged: it is not a NumPy array file (")
+
+
 def test_a_truncated_card_is_refused(model_copy):
     card = model_copy / "card.json"
     card.write_bytes(card.read_bytes()[: card.stat().st_size // 2])

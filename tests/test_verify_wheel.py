@@ -14,6 +14,7 @@ PHOTO = "muffin_v_chihuahua/data/muffin/100.jpg"
 MODEL = "muffin_v_chihuahua/model/muffin_v_chihuahua.h5"
 INT8_MODEL = "muffin_v_chihuahua/model/muffin_v_chihuahua.int8.onnx"  # the default engine's model
 CLASS_NAMES = "muffin_v_chihuahua/model/imagenet_classes.json"
+REFERENCES = "muffin_v_chihuahua/model/neither_references.npy"  # the "neither" rule's muffins
 
 
 def make_wheel(path: Path, drop: str = "", alter: str = "") -> Path:
@@ -47,6 +48,8 @@ def test_a_complete_wheel_has_no_problems(tmp_path, capsys):
         ({"alter": INT8_MODEL}, f"{INT8_MODEL} does not have the SHA-256 its card states"),
         ({"alter": CLASS_NAMES}, f"{CLASS_NAMES} does not have the SHA-256 its card states"),
         ({"drop": CLASS_NAMES}, f"{CLASS_NAMES} (ImageNet class names) is missing"),
+        ({"drop": REFERENCES}, f'{REFERENCES} ("neither" references) is missing'),
+        ({"alter": REFERENCES}, f"{REFERENCES} does not have the SHA-256 its card states"),
         ({"drop": "muffin_v_chihuahua/data/SOURCE.md"}, "muffin_v_chihuahua/data/SOURCE.md is missing"),
         ({"alter": "muffin_v_chihuahua/data/SHA256SUMS"}, "is not the dataset the model was built on"),
     ],
