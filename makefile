@@ -52,11 +52,12 @@ $(VENV)/.installed: requirements/dev.txt setup.cfg
 	touch $@
 
 lock: $(VENV)/.installed ## refresh requirements/*.txt from setup.cfg and requirements/*.in (UPGRADE=1: newest in range)
-	$(PIP_COMPILE) $(if $(filter 1,$(UPGRADE)),--upgrade) --extra keras --extra service -o requirements/dev.txt setup.cfg requirements/dev.in
+	$(PIP_COMPILE) $(if $(filter 1,$(UPGRADE)),--upgrade) --extra keras --extra service --extra ray -o requirements/dev.txt setup.cfg requirements/dev.in
 	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/build.txt requirements/build.in
 	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/app.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt --extra keras -o requirements/keras.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt --extra service -o requirements/service.txt setup.cfg
+	$(PIP_COMPILE) -c requirements/dev.txt --extra ray -o requirements/ray.txt setup.cfg
 	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/service-image.txt requirements/service-image.in
 	$(PIP_COMPILE) -c requirements/dev.txt -o requirements/frontend-image.txt requirements/frontend-image.in
 	$(PIP_COMPILE) $(if $(filter 1,$(UPGRADE)),--upgrade) -o requirements/client.txt requirements/client.in

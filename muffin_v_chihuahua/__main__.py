@@ -1,4 +1,4 @@
-"""The console script `muffin-v-chihuahua`: run-demo, predict, info, serve."""
+"""The console script `muffin-v-chihuahua`: run-demo, predict, batch, info, serve."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from muffin_v_chihuahua.classifier import (
     parse_neither_threshold,
 )
 from muffin_v_chihuahua.environment import SettingError
+from muffin_v_chihuahua.ray_batch import OutputExists
 
 PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
 DEMO_DEFAULTS = {
@@ -78,17 +79,6 @@ def run_demo(
     command = [sys.executable, "-m", "streamlit", "run", str(PAGE), *defaults, *streamlit_options]
     sys.stdout.flush()
     os.execve(sys.executable, command, environment)
-
-
-def image_files(paths: list[Path]) -> list[Path]:
-    """Named files as given; folders searched recursively for photos."""
-    found = []
-    for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in demo.PHOTO_SUFFIXES)
-        else:
-            found.append(path)
-    return found
 
 
 def read_photo(path: Path) -> bytes:
@@ -162,7 +152,7 @@ def predict(
     heatmap_dir: Path | None = None,
     neither_threshold: float | None = None,
 ) -> int:
-    files = image_files(paths)
+    files = images.photo_files(paths)
     classifier = Classifier(engine, model_dir, precision, neither_threshold)
     writer = OUTPUTS[output]()
     failures = 0
@@ -271,6 +261,31 @@ def info(engine: str, model_dir: Path | None, precision: str, neither_threshold:
     return 0
 
 
+def batch(args: argparse.Namespace) -> int:
+    """`batch` on Ray (muffin_v_chihuahua.ray_batch); needs the [ray] extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        print(
+            "muffin-v-chihuahua: batch needs the ray extra, which is not installed: pip install 'muffin-v-chihuahua[ray]'",
+            file=sys.stderr,
+        )
+        return 2
+    from muffin_v_chihuahua import ray_batch
+
+    return ray_batch.run(
+        args.sources,
+        args.output,
+        args.format,
+        args.ray_address,
+        args.heatmap,
+        engine=args.engine,
+        model_dir=args.model_dir,
+        precision=args.precision,
+        neither_threshold=args.neither_threshold,
+    )
+
+
 SERVICE_MODULES = ("fastapi", "uvicorn", "python_multipart")
 
 
@@ -328,6 +343,21 @@ def parser() -> argparse.ArgumentParser:
     classify.add_argument(
         "--heatmap-dir", type=Path, metavar="DIR", help="write each photo with its heatmap overlaid, as DIR/<path>.png"
     )
+
+    bulk = commands.add_parser(
+        "batch",
+        parents=[model],
+        help="classify folders or buckets of photos on a Ray cluster into Parquet, JSONL or CSV parts (the [ray] extra)",
+    )
+    bulk.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders, or URIs pyarrow reads (s3://...)")
+    bulk.add_argument("--output", required=True, metavar="OUT", help="a new folder (or URI) for the output's parts")
+    bulk.add_argument("--format", choices=("parquet", "jsonl", "csv"), default="parquet", help="default: parquet")
+    bulk.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="join this cluster (auto, or ray://host:10001); default: start one of this machine's usable CPUs",
+    )
+    bulk.add_argument("--heatmap", action="store_true", help="add each photo's heatmap to its row (not in CSV)")
 
     commands.add_parser("info", parents=[model], help="version, model card and demo photo counts")
 
@@ -402,6 +432,10 @@ def run_command(argv: list[str] | None) -> int:
             args.heatmap_dir,
             args.neither_threshold,
         )
+    if args.command == "batch":
+        if args.heatmap and args.format == "csv":
+            parser().error("--heatmap adds the heatmap to Parquet or JSONL rows: CSV has no room for a grid")
+        return batch(args)
     if args.command == "serve":
         return serve(args.host, args.port, args.engine, args.model_dir, args.precision, args.neither_threshold)
     return info(args.engine, args.model_dir, args.precision, args.neither_threshold)
@@ -414,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         status = run_command(argv)
         sys.stdout.flush()  # a reader that went away shows here, inside the try, not at interpreter exit
         return status
-    except (engines.EngineUnavailable, SettingError) as error:
+    except (engines.EngineUnavailable, SettingError, OutputExists) as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
         return 2
     except ModelFilesError as error:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+from muffin_v_chihuahua.images import PHOTO_SUFFIXES
 
 
 @dataclass(frozen=True)

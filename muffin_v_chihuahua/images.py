@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
@@ -15,6 +16,7 @@ MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 # before decoding, so a small file that declares a huge image cannot exhaust memory.
 MAX_PIXELS = 40_000_000
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")  # what a folder's photos are
 SIGNATURES = {b"\xff\xd8": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\0": "TIFF", b"MM\0*": "TIFF"}
 # A large JPEG is decoded at reduced scale (libjpeg's DCT scaling by 1/2, 1/4 or 1/8), to no less than this many
 # times the model's input in each dimension: a 12-megapixel photo decodes several times faster, and the final
@@ -33,6 +35,18 @@ class ImageError(ValueError):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+def photo_files(paths: list[Path]) -> list[Path]:
+    """Named files as given (a file that is no photo gets its error from decoding); folders searched recursively
+    for photos, by their suffix, in sorted order."""
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+        else:
+            found.append(path)
+    return found
 
 
 def check_size(size: int) -> None:

@@ -25,11 +25,15 @@ def test_lite0_port_recognises_the_chihuahuas(dataset_dir):
     assert len(photos) == 65
     batch = np.stack([images.decode(path.read_bytes(), (224, 224)) for path in photos])
 
-    features, probabilities, feature_map = model.predict(batch, batch_size=33, verbose=0)
+    features, probabilities, feature_map, logits = model.predict(batch, batch_size=33, verbose=0)
 
     assert features.shape == (65, 1280) and probabilities.shape == (65, 1000) and feature_map.shape == (65, 7, 7, 1280)
     np.testing.assert_allclose(feature_map.mean(axis=(1, 2)), features, atol=1e-4, strict=False)  # what is pooled
     np.testing.assert_allclose(probabilities.sum(axis=1), np.ones(len(photos)), atol=1e-4, strict=False)
+    weights, bias = backbones.imagenet_classifier(model)  # the logits are ImageNet's layer on the pooled features
+    np.testing.assert_allclose(logits, features @ weights + bias, atol=1e-3, strict=False)
+    softmax = np.exp(logits - logits.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(softmax / softmax.sum(axis=1, keepdims=True), probabilities, atol=1e-5, strict=False)
     # 59 of 65 measured; a wrong transpose, epsilon or normalisation drops this to near 0.
     assert (probabilities.argmax(axis=1) == CHIHUAHUA).sum() >= 55
 
@@ -89,7 +93,12 @@ def test_an_unreachable_origin_is_refused_and_says_how_to_fix_it(tmp_path, close
 def test_inception_v3_loads_the_file_and_gives_features_and_imagenet(inception_file):
     model = backbones.inception_v3(inception_file)
 
-    assert [tuple(output.shape) for output in model.outputs] == [(None, 2048), (None, 1000), (None, 8, 8, 2048)]
+    assert [tuple(output.shape) for output in model.outputs] == [
+        (None, 2048),
+        (None, 1000),
+        (None, 8, 8, 2048),
+        (None, 1000),
+    ]
     assert model.input_shape == (None, 299, 299, 3)
     saved = keras.models.load_model(inception_file, compile=False).get_layer("predictions").get_weights()
     for loaded, expected in zip(model.get_layer("predictions").get_weights(), saved, strict=True):

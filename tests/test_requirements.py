@@ -14,7 +14,7 @@ REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements"
 SETUP_CFG = REQUIREMENTS.parent / "setup.cfg"
 # This project's roles: one version per package across them. The *-image locks are the role images' (dockerfile):
 # only what that role imports, so not every requirement of the wheel.
-LOCKS = ("dev", "build", "app", "keras", "service", "service-image", "frontend-image")
+LOCKS = ("dev", "build", "app", "keras", "service", "ray", "service-image", "frontend-image")
 # What a role image's lock must leave out: the service has no page, the front end runs no model.
 LEFT_OUT = {"service-image": ("streamlit", "pyarrow", "pandas", "pydeck"), "frontend-image": ("onnxruntime",)}
 CLIENT_LOCK = "client"  # a third-party client's own venv, compiled alone (see requirements/client.in)
@@ -79,6 +79,7 @@ def test_the_build_only_package_stays_out_of_the_runtime():
         "app": False,
         "keras": False,
         "service": False,
+        "ray": False,
         "service-image": False,
         "frontend-image": False,
     }
@@ -96,10 +97,11 @@ def test_a_role_images_lock_leaves_out_what_its_role_never_imports():
         ("app", setup_cfg_requirements()),
         ("keras", setup_cfg_requirements("keras")),
         ("service", setup_cfg_requirements("service")),
+        ("ray", setup_cfg_requirements("ray")),
         ("build", input_requirements("build")),
         ("service-image", input_requirements("service-image")),
         ("frontend-image", input_requirements("frontend-image")),
-        ("dev", setup_cfg_requirements("keras", "service") + input_requirements("dev")),
+        ("dev", setup_cfg_requirements("keras", "service", "ray") + input_requirements("dev")),
         (CLIENT_LOCK, input_requirements(CLIENT_LOCK)),
     ],
 )
