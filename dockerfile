@@ -121,5 +121,10 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/', timeout=4)"]
 CMD ["muffin-v-chihuahua", "serve", "--host", "0.0.0.0", "--port", "8000"]
 
+# --- batch: `muffin-v-chihuahua batch` on a Ray cluster's nodes (built with --build-arg LOCK=ray.txt) -------
+# KubeRay runs `ray start` in it on every node (deploy/kubernetes/batch); alone, it shows how batch is called.
+FROM runtime AS batch
+CMD ["muffin-v-chihuahua", "batch", "--help"]
+
 # --- app: the published image, the page with the model embedded (the last stage: the default target) ---
 FROM page AS app

@@ -31,7 +31,7 @@ PIP_COMPILE = CUSTOM_COMPILE_COMMAND='make lock' $(VENV)/bin/pip-compile --quiet
 SYSTEM_PACKAGES = podman buildah runc debootstrap uidmap chromium fonts-noto-color-emoji
 
 .PHONY: help system-deps lock lint format k8s-validate data model package-wheel verify-wheel install-app run-app test bench \
-	bench-scaling clean
+	bench-batch bench-scaling clean
 
 help: ## list the targets
 	@awk -F ':.*## ' '/^[a-z0-9-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +75,8 @@ format: $(VENV)/.installed ## apply ruff's fixes and formatting to the tree
 # against one Kubernetes version's schemas, bundled in kubernetes-validate: no cluster needed.
 K8S_VERSION ?= 1.32.0
 K8S_OVERLAYS = embedded split split-model-volume
+# The RayJob (deploy/kubernetes/batch) is KubeRay's kind, which kubernetes-validate does not know: it renders here,
+# and tests/test_kubernetes.py checks its fields against KubeRay's v1 API and its pod templates against K8S_VERSION.
 K8S_RENDERED = build/kubernetes
 
 k8s-validate: $(VENV)/.installed ## render deploy/kubernetes's overlays with kubectl, validate them for K8S_VERSION
@@ -86,6 +88,8 @@ k8s-validate: $(VENV)/.installed ## render deploy/kubernetes's overlays with kub
 		$(VENV)/bin/kubernetes-validate --strict --quiet -k $(K8S_VERSION) $(K8S_RENDERED)/$$overlay.yaml || exit 1; \
 		echo "k8s-validate: $$overlay renders and validates against Kubernetes $(K8S_VERSION)"; \
 	done
+	@kubectl kustomize deploy/kubernetes/batch > $(K8S_RENDERED)/batch.yaml
+	@echo "k8s-validate: batch (a KubeRay RayJob) renders; make test checks it"
 
 data: $(DATA_STAMP) ## copy the labelled photos into the package, SHA-256 checked (DATASET=folder|URL)
 $(DATA_STAMP): $(VENV)/.installed builders/data.py
@@ -120,8 +124,11 @@ run-app: verify-wheel install-app ## the main job: data, model, wheel, then the 
 test: $(VENV)/.installed lint k8s-validate system-deps data model verify-wheel ## lint, then run the tests (unit, page, integration)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-bench: system-deps $(VENV)/.installed data model install-app ## measure speed, memory and size -> docs/benchmarks.md
+bench: system-deps $(VENV)/.installed data model install-app bench-batch ## measure speed, memory and size -> docs/benchmarks.md
 	$(VENV)/bin/python -m benchmarks.benchmark --app-venv $(APP_VENV) --wheel $(WHEEL) --python $(PYTHON) --out docs/benchmarks.md
+
+bench-batch: $(VENV)/.installed data model ## batch on Ray against predict on 2,000 photos, the cluster's start-up and memory -> docs/scaling.md
+	$(VENV)/bin/python -m benchmarks.batch --out docs/scaling.md
 
 clean: ## remove built artefacts and virtual environments
 	rm -rf build dist *.egg-info muffin_v_chihuahua/data muffin_v_chihuahua/model $(VENV) $(APP_VENV) test-artifacts
@@ -158,7 +165,7 @@ DOCKER_BUILD = $(CONTAINER_ENGINE) build $(BUILD_FLAGS) --build-arg BACKBONE=$(B
 READ_ONLY_ROOT = --read-only --tmpfs /tmp
 CONTAINER_PREFIX ?= muffin-v-chihuahua
 
-.PHONY: package-docker run-docker package-services run-services docker-dataset podman-base-image
+.PHONY: package-docker run-docker package-services package-batch run-services docker-dataset podman-base-image
 
 docker-dataset: # stage DATASET (SHA-256 checked) into the build context
 	@test -n "$(DATASET)" || { echo "package-docker: set DATASET to a dataset folder or archive URL"; exit 1; }
@@ -177,6 +184,9 @@ package-services: $(BASE_IMAGE_TARGET) docker-dataset ## build the second mode's
 	$(DOCKER_BUILD) --target service --build-arg LOCK=service-image.txt -t $(IMAGE)-service .
 	$(DOCKER_BUILD) --target frontend --build-arg LOCK=frontend-image.txt --build-arg KEEP_MODEL=false \
 		-t $(IMAGE)-frontend .
+
+package-batch: $(BASE_IMAGE_TARGET) docker-dataset ## build IMAGE-batch: the app with the [ray] extra, for Ray's nodes
+	$(DOCKER_BUILD) --target batch --build-arg LOCK=ray.txt -t $(IMAGE)-batch .
 
 # Docker runs docker-compose.yaml. Podman runs the page inside the service container's network namespace:
 # the two share a private loopback, and only the page is published. (A pod would do the same, but its

@@ -408,3 +408,134 @@ def test_the_service_image_run_as_the_manifest_says_starts_in_budget_stays_live_
     finally:
         load.stopped.set()
         podman("rm", "--force", "--ignore", name, check=False)
+
+
+# ----- the batch RayJob (KubeRay's ray.io/v1, which kubernetes-validate has no schema for) ---------------
+
+# The fields of KubeRay's v1 API (ray-operator/apis/ray/v1: rayjob_types.go, raycluster_types.go) at each level
+# this manifest uses, with the types it gives them: a misspelt or misplaced field fails here, as the CRD's
+# structural schema would refuse it.
+RAYJOB_SPEC = {
+    "activeDeadlineSeconds": int, "backoffLimit": int, "rayClusterSpec": dict, "submitterPodTemplate": dict,
+    "metadata": dict, "clusterSelector": dict, "submitterConfig": dict, "managedBy": str, "deletionStrategy": dict,
+    "entrypoint": str, "runtimeEnvYAML": str, "jobId": str, "submissionMode": str, "entrypointResources": str,
+    "entrypointNumCpus": float, "entrypointNumGpus": float, "ttlSecondsAfterFinished": int,
+    "shutdownAfterJobFinishes": bool, "suspend": bool, "schedule": str,
+}  # fmt: skip
+RAYCLUSTER_SPEC = {
+    "rayVersion": str, "enableInTreeAutoscaling": bool, "autoscalerOptions": dict, "headGroupSpec": dict,
+    "workerGroupSpecs": list, "headServiceAnnotations": dict, "suspend": bool, "managedBy": str,
+}  # fmt: skip
+HEAD_GROUP = {"serviceType": str, "headService": dict, "enableIngress": bool, "rayStartParams": dict, "template": dict}
+WORKER_GROUP = {
+    "groupName": str, "replicas": int, "minReplicas": int, "maxReplicas": int, "numOfHosts": int,
+    "rayStartParams": dict, "template": dict, "scaleStrategy": dict, "idleTimeoutSeconds": int, "suspend": bool,
+}  # fmt: skip
+SUBMISSION_MODES = ("K8sJobMode", "HTTPMode", "InteractiveMode")
+BATCH = "../batch"  # deploy/kubernetes/batch, beside the overlays: rendered as they are
+
+
+def rayjob() -> dict[str, Any]:
+    [job] = of_kind(rendered(BATCH), "RayJob")
+    return job
+
+
+def assert_fields(where: str, found: dict[str, Any], known: dict[str, type]) -> None:
+    unknown = sorted(set(found) - set(known))
+    assert unknown == [], f"{where}: not in KubeRay's v1 API: {unknown}"
+    mistyped = {name: value for name, value in found.items() if not isinstance(value, known[name])}
+    assert mistyped == {}, f"{where}: of the wrong type: {mistyped}"
+
+
+def ray_groups() -> list[tuple[str, dict[str, Any]]]:
+    cluster = rayjob()["spec"]["rayClusterSpec"]
+    return [("head", cluster["headGroupSpec"])] + [(group["groupName"], group) for group in cluster["workerGroupSpecs"]]
+
+
+def as_workload(group: dict[str, Any]) -> dict[str, Any]:
+    """A Ray group as the Deployment shape kubernetes_manifests reads (spec.template.spec)."""
+    return {"spec": {"template": group["template"]}}
+
+
+def test_the_rayjob_has_only_kuberay_v1_fields_of_their_types():
+    job = rayjob()
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    assert_fields("spec", job["spec"], RAYJOB_SPEC)
+    assert job["spec"]["submissionMode"] in SUBMISSION_MODES
+    assert_fields("rayClusterSpec", job["spec"]["rayClusterSpec"], RAYCLUSTER_SPEC)
+    for name, group in ray_groups():
+        assert_fields(name, group, HEAD_GROUP if name == "head" else WORKER_GROUP)
+        params = group["rayStartParams"]
+        assert all(isinstance(value, str) for value in params.values()), params  # map[string]string
+
+
+def test_the_rayjobs_pod_templates_validate_strictly_as_kubernetes_pod_templates():
+    import kubernetes_validate
+
+    for name, group in ray_groups():
+        template = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": name},
+            "template": group["template"],
+        }
+        kubernetes_validate.validate(template, "1.32.0", strict=True)
+
+
+def test_the_rayjob_runs_batch_from_object_storage_to_a_new_folder_on_the_cluster_it_starts():
+    spec = rayjob()["spec"]
+    command = spec["entrypoint"].split()
+    assert command[:2] == ["muffin-v-chihuahua", "batch"] and command[2].startswith("s3://")
+    output = command[command.index("--output") + 1]
+    assert output.startswith("s3://") and "$(date" in output  # each run its own folder: batch never overwrites
+    assert command[command.index("--ray-address") + 1] == "auto"
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+    assert (
+        spec["rayClusterSpec"]["rayVersion"]
+        == re.search(r"^ray==(\S+) ", (ROOT / "requirements" / "ray.txt").read_text(), re.M)[1]
+    )
+
+
+def test_the_rayjobs_containers_are_locked_down_by_a_release_tag_with_scratch_and_an_object_store():
+    for name, group in ray_groups():
+        pod = group["template"]["spec"]
+        [spec] = pod["containers"]
+        assert spec["image"].endswith(":0.1.0") and "muffin-v-chihuahua-batch" in spec["image"], name
+        assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
+        security = spec["securityContext"]
+        assert security["readOnlyRootFilesystem"] and security["allowPrivilegeEscalation"] is False
+        assert security["capabilities"]["drop"] == ["ALL"]
+        assert spec["resources"]["requests"] == spec["resources"]["limits"], name
+        mounts = {mount["mountPath"] for mount in spec["volumeMounts"]}
+        assert {"/tmp", "/dev/shm"} <= mounts, name  # Ray's session files; its object store, in memory
+        assert spec["envFrom"] == [{"secretRef": {"name": "muffin-v-chihuahua-object-storage"}}]
+        assert pod["automountServiceAccountToken"] is False
+
+
+@pytest.fixture(scope="module")
+def batch_image() -> str:
+    """Built by `make package-batch` with this module's own tag."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    make("package-batch", "CONTAINER_ENGINE=podman", f"IMAGE={IMAGE}", log=ARTIFACTS / "batch-build.log", timeout=3600)
+    return f"{IMAGE}-batch"
+
+
+@pytest.mark.container
+def test_the_batch_image_run_as_a_ray_worker_is_run_classifies_photos_with_its_own_ray(batch_image, dataset_dir):
+    """The worker group's container as its pod spec says (user, read-only root, tmpfs for /tmp and /dev/shm, its
+    CPU and memory limits): Ray started in it as KubeRay starts a node, then the RayJob's command, on photos."""
+    [(_, workers)] = [(name, group) for name, group in ray_groups() if name != "head"]
+    options = run_options(as_workload(workers))
+    script = (
+        "ray start --head --num-cpus=2 --include-dashboard=false --disable-usage-stats --node-ip-address=127.0.0.1"
+        " >/dev/null && muffin-v-chihuahua batch /photos --output /tmp/verdicts --format jsonl --ray-address auto"
+        " 2>/tmp/log; status=$?; cat /tmp/verdicts/*.json; exit $status"
+    )
+    result = podman(
+        "run", "--rm", *ULIMITS, *options, "--env", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0",
+        "-v", f"{dataset_dir}:/photos:ro", batch_image, "sh", "-c", script, timeout=600,
+    )  # fmt: skip
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == len(list(dataset_dir.glob("*/*.jpg"))) == 120
+    assert all(row["error"] is None for row in rows)
+    assert sum(row["verdict"] == row["path"].split("/")[2] for row in rows) >= 118  # chihuahua/…, muffin/…

@@ -79,15 +79,21 @@ def test_assemble_turns_the_logistic_head_into_a_two_class_softmax_and_its_activ
     inputs = keras.Input((2, 3, 4))
     feature_map = keras.layers.Dense(3, name="feature_map")(inputs)
     features = keras.layers.GlobalAveragePooling2D(name="features")(feature_map)
-    imagenet = keras.layers.Dense(5, activation="softmax", name="imagenet")(keras.layers.Flatten()(inputs))
-    base = keras.Model(inputs, [features, imagenet, feature_map])
+    logits = keras.layers.Dense(5, name="logits")(keras.layers.Flatten()(inputs))
+    imagenet = keras.layers.Activation("softmax", name="imagenet")(logits)
+    base = keras.Model(inputs, [features, imagenet, feature_map, logits])
     weights, bias = np.array([0.5, -1.0, 2.0]), 0.25
     batch = np.random.default_rng(0).normal(size=(4, 2, 3, 4))
 
-    imagenet_out, verdict, heatmap = builder.assemble(base, weights, bias).predict(batch, verbose=0)
+    imagenet_out, verdict, heatmap, logits_out, features_out = builder.assemble(base, weights, bias).predict(
+        batch, verbose=0
+    )
 
-    base_features, base_imagenet, base_map = base.predict(batch, verbose=0)
+    base_features, base_imagenet, base_map, base_logits = base.predict(batch, verbose=0)
     np.testing.assert_allclose(imagenet_out, base_imagenet, atol=1e-6, strict=False)
+    # The "neither" rule's inputs, passed through as they are.
+    np.testing.assert_allclose(logits_out, base_logits, atol=1e-6, strict=False)
+    np.testing.assert_allclose(features_out, base_features, atol=1e-6, strict=False)
     logit = base_features @ weights + bias
     logistic = 1 / (1 + np.exp(-logit))
     np.testing.assert_allclose(verdict, np.stack([1 - logistic, logistic], axis=1), atol=1e-6, strict=False)
@@ -121,7 +127,8 @@ def test_card_describes_the_saved_model(card):
     assert evaluation["log_loss"] < 0.2  # confident as well as right; a coin toss scores log 2 = 0.69
     assert len(evaluation["misclassified"]) == round((1 - evaluation["accuracy"]) * evaluation["photos"])
     assert card["class_names"] == ["chihuahua", "muffin"]
-    assert card["outputs"] == ["imagenet", "verdict", "heatmap"] and card["heatmap"]["shape"][2:] == [2]
+    assert card["outputs"] == ["imagenet", "verdict", "heatmap", "imagenet_logits", "features"]
+    assert card["heatmap"]["shape"][2:] == [2]
     agreement = card["agreement"]  # the build's own check of the .onnx against the .h5, every output
     assert agreement["same_verdicts"] and agreement["max_probability_difference"] < agreement["tolerance"]
     assert agreement["max_heatmap_difference"] < agreement["heatmap_tolerance"]
@@ -133,8 +140,8 @@ FRESH_PROCESS = textwrap.dedent(
     import sys
     import keras, numpy as np
     model = keras.models.load_model(sys.argv[1], compile=False)
-    imagenet, verdict, heatmap = model.predict(np.load(sys.argv[2]), verbose=0)
-    np.savez(sys.argv[3], imagenet=imagenet, verdict=verdict, heatmap=heatmap)
+    imagenet, verdict, heatmap, logits, features = model.predict(np.load(sys.argv[2]), verbose=0)
+    np.savez(sys.argv[3], imagenet=imagenet, verdict=verdict, heatmap=heatmap, logits=logits, features=features)
     """
 )
 
@@ -162,7 +169,9 @@ def test_saved_model_predicts_the_same_in_a_fresh_process(card, dataset_dir, tmp
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     fresh = np.load(tmp_path / "out.npz")
-    imagenet, verdict, heatmap = keras.models.load_model(path, compile=False).predict(batch, verbose=0)
+    imagenet, verdict, heatmap, logits, features = keras.models.load_model(path, compile=False).predict(
+        batch, verbose=0
+    )
 
     assert imagenet.shape == (4, 1000) and verdict.shape == (4, 2) and heatmap.shape == (4, *card["heatmap"]["shape"])
     for outputs in (imagenet, verdict):
@@ -170,4 +179,6 @@ def test_saved_model_predicts_the_same_in_a_fresh_process(card, dataset_dir, tmp
     np.testing.assert_allclose(fresh["imagenet"], imagenet, atol=1e-5, strict=False)
     np.testing.assert_allclose(fresh["verdict"], verdict, atol=1e-5, strict=False)
     np.testing.assert_allclose(fresh["heatmap"], heatmap, atol=1e-4, strict=False)
+    np.testing.assert_allclose(fresh["logits"], logits, atol=1e-4, strict=False)
+    np.testing.assert_allclose(fresh["features"], features, atol=1e-4, strict=False)
     assert verdict.argmax(axis=1).tolist() == [0, 0, 1, 1]  # chihuahua, chihuahua, muffin, muffin
