@@ -30,7 +30,7 @@ from muffin_v_chihuahua.classifier import (
     parse_neither_threshold,
 )
 from muffin_v_chihuahua.environment import SettingError
-from muffin_v_chihuahua.ray_batch import OutputExists
+from muffin_v_chihuahua.ray_batch import FORMATS, OutputExists
 
 PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
 DEMO_DEFAULTS = {
@@ -351,7 +351,7 @@ def parser() -> argparse.ArgumentParser:
     )
     bulk.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders, or URIs pyarrow reads (s3://...)")
     bulk.add_argument("--output", required=True, metavar="OUT", help="a new folder (or URI) for the output's parts")
-    bulk.add_argument("--format", choices=("parquet", "jsonl", "csv"), default="parquet", help="default: parquet")
+    bulk.add_argument("--format", choices=FORMATS, default="parquet", help="default: parquet")
     bulk.add_argument(
         "--ray-address",
         metavar="ADDRESS",

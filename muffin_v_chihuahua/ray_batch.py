@@ -3,7 +3,8 @@
 Ray Data reads the files (local paths, or any URI pyarrow's filesystems read: s3://, gs://...), an actor pool of
 Classifiers decodes them with `images` as `predict` does and runs the model (one model load per actor, not per
 batch; Ray fuses the decoding into the actors), and Ray Data writes one row per file as Parquet, JSONL or CSV
-parts: the path and `predict --json`'s fields, or the file's error. No scheduler, queue or worker pool of this project's own: Ray's (the [ray] extra).
+parts: the path and `predict --json`'s fields, or the file's error. No scheduler, queue or worker pool of this
+project's own: Ray's (the [ray] extra).
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ class OutputExists(ValueError):
 
 
 def decode(batch: dict[str, np.ndarray], size: tuple[int, int]) -> dict[str, np.ndarray]:
-    """Ray rows {path, bytes} -> {path, pixels (uint8, the model's input: lossless, a quarter of float32's size
-    in the object store), error ("" when decoded)}."""
+    """Ray rows {path, bytes} -> {path, pixels (the model's input as uint8: the same values, a quarter of the
+    memory), error ("" when decoded)}."""
     pixels = np.zeros((len(batch["path"]), size[1], size[0], 3), dtype=np.uint8)
     errors = []
     for row, data in enumerate(batch["bytes"]):
@@ -77,7 +78,8 @@ def table(paths: list[str], outcomes: list[Prediction | str], heatmap: bool, fla
     if flat:
         columns: dict[str, list[Any]] = {name: [] for name in (*verdicts_csv.HEADER, "error")}
         for path, outcome in zip(paths, outcomes, strict=True):
-            values = verdicts_csv.row(path, outcome) if isinstance(outcome, Prediction) else [path, *[""] * 8]
+            empty = [""] * (len(verdicts_csv.HEADER) - 1)
+            values = verdicts_csv.row(path, outcome) if isinstance(outcome, Prediction) else [path, *empty]
             for name, value in zip(columns, [*values, "" if isinstance(outcome, Prediction) else outcome], strict=True):
                 columns[name].append(value)
         return pa.table(columns)
