@@ -205,3 +205,11 @@ def test_an_output_folder_that_holds_something_is_refused_before_any_work(tmp_pa
 def test_heatmaps_have_no_room_in_csv(tmp_path, tree):
     result = run("batch", str(tree), "--output", str(tmp_path / "x"), "--format", "csv", "--heatmap")
     assert result.returncode == 2 and "CSV has no room for a grid" in result.stderr
+
+
+def test_batch_without_the_ray_extra_names_the_extra(monkeypatch, capsys, tmp_path):
+    from muffin_v_chihuahua.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed, as in the plain wheel's venv
+    assert main(["batch", str(tmp_path), "--output", str(tmp_path / "out")]) == 2
+    assert "pip install 'muffin-v-chihuahua[ray]'" in capsys.readouterr().err
