@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import write_block
 from tests.kubernetes_manifests import ROOT, container, deployment, quantity, rendered, run_options
 from tests.servers import free_port, multipart, wait_for
 from tests.test_container import ULIMITS, podman
@@ -200,9 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_utilisation": hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] / 100,
         "pressure": peak,
     }
-    text = args.out.read_text() if args.out.exists() else f"{BEGIN}\n{END}\n"
-    before, rest = text.split(BEGIN, 1)
-    args.out.write_text(before + render(measured) + rest.split(END, 1)[1])
+    write_block(args.out, BEGIN, END, render(measured))
     print(f"wrote {args.out}")
     return 0
 
