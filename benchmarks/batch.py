@@ -30,6 +30,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from benchmarks import write_block
 from muffin_v_chihuahua import cpus
 from muffin_v_chihuahua.ray_batch import LOOPBACK
 
@@ -217,9 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         loads = tuple(round(load, 1) for load in os.getloadavg())
         measured = measure(folder, args.python)
     block = render(measured, args.photos, megabytes, loads)
-    text = args.out.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    args.out.write_text(text[:start] + block + text[end:])
+    write_block(args.out, BEGIN, END, block)
     print(block)
     print(json.dumps(measured))
     return 0

@@ -82,11 +82,9 @@ def run_demo(
 
 
 def read_photo(path: Path) -> bytes:
-    """The file's bytes, refused from its size before any is read, as the page and the service refuse uploads."""
+    """A local file's bytes (images.read_photo: refused from its size first)."""
     with path.open("rb") as stream:
-        images.check_size(os.fstat(stream.fileno()).st_size)
-        # One byte past the limit at most: the decoder refuses a file that grew since, or a pipe (size 0).
-        return stream.read(images.MAX_UPLOAD_BYTES + 1)
+        return images.read_photo(stream, os.fstat(stream.fileno()).st_size)
 
 
 Decoded = tuple[Image.Image | None, np.ndarray]  # (the upright photo, if kept; the model's input array)
@@ -167,8 +165,7 @@ def predict(
                 except (images.ImageError, OSError) as error:
                     failures += 1
                     progress.clear()
-                    reason = getattr(error, "strerror", None) or error
-                    print(f"muffin-v-chihuahua: skipped {path}: {reason}", file=sys.stderr)
+                    print(f"muffin-v-chihuahua: skipped {path}: {images.failure(error)}", file=sys.stderr)
             arrays = [array for *_, array in decoded]
             predictions = classifier.predict(arrays, heatmap=heatmap or heatmap_dir is not None)
             progress.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
@@ -53,6 +54,18 @@ def check_size(size: int) -> None:
     """Refuse a file over MAX_UPLOAD_MB from its size alone (callers that can, check before reading it)."""
     if size > MAX_UPLOAD_BYTES:
         raise ImageError("too-large", f"the file is larger than {MAX_UPLOAD_MB} MB")
+
+
+def read_photo(stream: BinaryIO, size: int) -> bytes:
+    """A photo file's bytes, refused from its size before any is read, as the page and the service refuse uploads.
+    One byte past the limit at most: the decoder refuses a file that grew since, or a pipe (size 0)."""
+    check_size(size)
+    return stream.read(MAX_UPLOAD_BYTES + 1)
+
+
+def failure(error: ImageError | OSError) -> str:
+    """Why a file could not be classified, in a line: an OSError's own words ("Permission denied"), not its repr."""
+    return str(getattr(error, "strerror", None) or error)
 
 
 def open_rgb(data: bytes | bytearray, model_size: tuple[int, int] | None = None) -> Image.Image:

@@ -175,6 +175,43 @@ def test_jsonl_parts_with_heatmaps_on_a_running_cluster(cluster, tree, predicted
         assert len(row["heatmap"]) == 7 and all(len(cells) == 7 for cells in row["heatmap"])
 
 
+def test_a_uri_is_read_through_its_filesystem_with_predicts_verdicts(cluster, tree, predicted, tmp_path):
+    """file:// is pyarrow's local filesystem, reached as s3:// or gs:// are: listed by the driver, read by the actors."""
+    out = tmp_path / "uri"
+    source = f"file://{tree}/"  # a trailing slash, as bucket prefixes are often written
+    result = run("batch", source, "--output", str(out), f"--ray-address={cluster.address}", "--engine", "onnx")
+    assert result.returncode == 1, result.stderr
+    rows = pyarrow.parquet.read_table(out).to_pylist()
+    for row in rows:
+        assert row["path"].startswith(f"file://{tree}/") and "//" not in row["path"][len("file://") :]
+        row["path"] = row["path"][len("file://") :]
+    assert_same_as_predict(rows, predicted)  # under a URI, photos chosen by their suffix, as in a local folder
+
+
+def test_a_folder_without_photos_is_no_failure(cluster, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("not a photo")
+    result = run("batch", str(tmp_path / "in"), "--output", str(tmp_path / "out"), f"--ray-address={cluster.address}")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_listed_chooses_photos_as_predict_does_and_keeps_what_is_missing(tree, tmp_path):
+    from muffin_v_chihuahua.ray_batch import listed
+
+    (tmp_path / "notes.txt").write_text("not a photo")
+    (tmp_path / "nested").mkdir()
+    shutil.copy(next((tree / "muffin").iterdir()), tmp_path / "nested" / "a?b#c.JPG")  # URL-like characters
+    missing = f"file://{tmp_path}/missing.jpg"
+    filesystems, photos = listed([str(tmp_path), f"file://{tmp_path}", missing])
+    assert len(filesystems) == 3
+    assert [(photo["path"], photo["source"]) for photo in photos] == [
+        (f"{tmp_path}/nested/a?b#c.JPG", 0),
+        (f"file://{tmp_path}/nested/a?b#c.JPG", 1),
+        (missing, 2),  # its row will say why: a name given is never dropped
+    ]
+    assert photos[0]["file"] == photos[1]["file"] == f"{tmp_path}/nested/a?b#c.JPG"
+
+
 def test_without_an_address_batch_starts_its_own_cluster_and_writes_csv(tree, predicted, tmp_path):
     out = tmp_path / "csv"
     files = [str(path) for path in sorted((tree / "muffin").iterdir())[:5]]
