@@ -81,12 +81,6 @@ def run_demo(
     os.execve(sys.executable, command, environment)
 
 
-def read_photo(path: Path) -> bytes:
-    """A local file's bytes (images.read_photo: refused from its size first)."""
-    with path.open("rb") as stream:
-        return images.read_photo(stream, os.fstat(stream.fileno()).st_size)
-
-
 Decoded = tuple[Image.Image | None, np.ndarray]  # (the upright photo, if kept; the model's input array)
 
 
@@ -99,7 +93,7 @@ def decoding(
     pool = ThreadPoolExecutor(DECODERS, thread_name_prefix="decode")
 
     def decode(path: Path) -> Decoded:
-        picture = images.open_rgb(read_photo(path), size)
+        picture = images.open_rgb(images.read_file(path), size)
         return (picture if keep_pictures else None), images.to_array(picture, size)
 
     def submit(batch: list[Path]) -> list[tuple[Path, Future[Decoded]]]:
@@ -140,6 +134,38 @@ def heatmap_file(folder: Path, path: Path) -> Path:
     return folder.joinpath(*inside).with_name(f"{path.name}.png")
 
 
+def predict_files(
+    files: list[Path],
+    classifier: Classifier,
+    each: Callable[[Path, Image.Image | None, Prediction], None],
+    heatmap: bool = False,
+    keep_pictures: bool = False,
+) -> int:
+    """Predict the files in their order, the next batch decoding while the model runs this one: each(path, its
+    upright photo if keep_pictures else None, its prediction) per photo; a file that cannot be decoded is named on
+    stderr and skipped. A terminal's stderr counts the photos. Returns how many files were skipped."""
+    failures = 0
+    # On a terminal only, where it is redrawn in place; not into a log, and not for a run of one batch.
+    progress = Progress(len(files), shown=sys.stderr.isatty() and len(files) > BATCH)
+    with contextlib.closing(decoding(files, classifier.input_size, keep_pictures)) as batches:
+        for batch in batches:
+            decoded = []
+            for path, pending in batch:
+                try:
+                    decoded.append((path, *pending.result()))
+                except (images.ImageError, OSError) as error:
+                    failures += 1
+                    progress.clear()
+                    print(f"muffin-v-chihuahua: skipped {path}: {images.failure(error)}", file=sys.stderr)
+            predictions = classifier.predict([array for *_, array in decoded], heatmap=heatmap)
+            progress.clear()
+            for (path, picture, _), prediction in zip(decoded, predictions, strict=True):
+                each(path, picture, prediction)
+            progress.count(len(batch))
+    progress.clear()
+    return failures
+
+
 def predict(
     paths: list[Path],
     output: str,
@@ -153,33 +179,19 @@ def predict(
     files = images.photo_files(paths)
     classifier = Classifier(engine, model_dir, precision, neither_threshold)
     writer = OUTPUTS[output]()
-    failures = 0
-    # On a terminal only, where it is redrawn in place; not into a log, and not for a run of one batch.
-    progress = Progress(len(files), shown=sys.stderr.isatty() and len(files) > BATCH)
-    with contextlib.closing(decoding(files, classifier.input_size, keep_pictures=heatmap_dir is not None)) as batches:
-        for batch in batches:
-            decoded = []
-            for path, pending in batch:
-                try:
-                    decoded.append((path, *pending.result()))
-                except (images.ImageError, OSError) as error:
-                    failures += 1
-                    progress.clear()
-                    print(f"muffin-v-chihuahua: skipped {path}: {images.failure(error)}", file=sys.stderr)
-            arrays = [array for *_, array in decoded]
-            predictions = classifier.predict(arrays, heatmap=heatmap or heatmap_dir is not None)
-            progress.clear()
-            for (path, picture, _), prediction in zip(decoded, predictions, strict=True):
-                if heatmap_dir is not None:
-                    drawn = heatmap_file(heatmap_dir, path)
-                    drawn.parent.mkdir(parents=True, exist_ok=True)
-                    assert picture is not None and prediction.heatmap is not None  # both asked for above
-                    heatmaps.overlay(picture, prediction.heatmap).save(drawn, format="PNG")
-                if not heatmap:  # --heatmap-dir alone draws the heatmap without adding it to the output
-                    prediction = replace(prediction, heatmap=None, heatmap_class=None)
-                writer.write(str(path), prediction)
-            progress.count(len(batch))
-    progress.clear()
+
+    def write(path: Path, picture: Image.Image | None, prediction: Prediction) -> None:
+        if heatmap_dir is not None:
+            drawn = heatmap_file(heatmap_dir, path)
+            drawn.parent.mkdir(parents=True, exist_ok=True)
+            assert picture is not None and prediction.heatmap is not None  # both asked for below
+            heatmaps.overlay(picture, prediction.heatmap).save(drawn, format="PNG")
+        if not heatmap:  # --heatmap-dir alone draws the heatmap without adding it to the output
+            prediction = replace(prediction, heatmap=None, heatmap_class=None)
+        writer.write(str(path), prediction)
+
+    drawing = heatmap_dir is not None
+    failures = predict_files(files, classifier, write, heatmap=heatmap or drawing, keep_pictures=drawing)
     writer.close()
     return 1 if failures else 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -61,6 +62,12 @@ def read_photo(stream: BinaryIO, size: int) -> bytes:
     One byte past the limit at most: the decoder refuses a file that grew since, or a pipe (size 0)."""
     check_size(size)
     return stream.read(MAX_UPLOAD_BYTES + 1)
+
+
+def read_file(path: Path) -> bytes:
+    """A local photo file's bytes, refused from its size before any is read (read_photo)."""
+    with path.open("rb") as stream:
+        return read_photo(stream, os.fstat(stream.fileno()).st_size)
 
 
 def failure(error: ImageError | OSError) -> str:

@@ -172,3 +172,14 @@ def mutated(seed: int, cut: int) -> bytes:
     for position in rng.integers(0, len(data), 4):
         data[position] = int(rng.integers(0, 256))
     return bytes(data[: max(cut, 1)])
+
+
+def test_read_file_gives_a_files_bytes_and_refuses_one_over_the_limit_from_its_size(tmp_path):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(JPEG)
+    assert images.read_file(photo) == JPEG
+    with (tmp_path / "huge.jpg").open("wb") as sparse:  # 11 MB that take no space: refused before any is read
+        sparse.truncate((images.MAX_UPLOAD_MB + 1) * 1024 * 1024)
+    with pytest.raises(images.ImageError) as refused:
+        images.read_file(tmp_path / "huge.jpg")
+    assert refused.value.kind == "too-large"
