@@ -18,7 +18,7 @@ from typing import NoReturn, Protocol
 import numpy as np
 from PIL import Image
 
-from muffin_v_chihuahua import __version__, cpus, demo, engines, heatmaps, images, verdicts_csv
+from muffin_v_chihuahua import __version__, cpus, demo, engines, heatmaps, images, text_table, verdicts_csv
 from muffin_v_chihuahua.classifier import (
     MODEL_DIR_VARIABLE,
     NEITHER_THRESHOLD_VARIABLE,
@@ -224,9 +224,8 @@ class TableOutput:
 
     def close(self) -> None:
         header = ("photo", "verdict", "probability", "evidence", "top ImageNet label")
-        widths = [max(len(row[i]) for row in [header, *self.rows]) for i in range(len(header))]
-        for row in [header, *self.rows]:
-            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        for line in text_table.aligned([header, *self.rows]):
+            print(line)
 
 
 class JsonLinesOutput:
