@@ -15,8 +15,8 @@ from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
 
 from muffin_v_chihuahua import evaluation, images, ray_batch
-from muffin_v_chihuahua.classifier import Classifier, Label, Prediction
-from muffin_v_chihuahua.evaluation import LABELS, NEITHER, EvaluationError, Outcome
+from muffin_v_chihuahua.classifier import NEITHER, Classifier, Label, Prediction
+from muffin_v_chihuahua.evaluation import LABELS, EvaluationError, Outcome
 from tests.conftest import imported_after
 
 
