@@ -1,4 +1,4 @@
-"""The console script `muffin-v-chihuahua`: run-demo, predict, batch, info, serve."""
+"""The console script `muffin-v-chihuahua`: run-demo, predict, evaluate, batch, info, serve."""
 
 from __future__ import annotations
 
@@ -18,7 +18,18 @@ from typing import NoReturn, Protocol
 import numpy as np
 from PIL import Image
 
-from muffin_v_chihuahua import __version__, cpus, demo, engines, heatmaps, images, text_table, verdicts_csv
+from muffin_v_chihuahua import (
+    __version__,
+    cpus,
+    demo,
+    engines,
+    evaluation,
+    evaluation_report,
+    heatmaps,
+    images,
+    text_table,
+    verdicts_csv,
+)
 from muffin_v_chihuahua.classifier import (
     MODEL_DIR_VARIABLE,
     NEITHER_THRESHOLD_VARIABLE,
@@ -196,6 +207,43 @@ def predict(
     return 1 if failures else 0
 
 
+def evaluate(
+    folders: list[Path],
+    as_json: bool,
+    report: Path | None,
+    verdicts: Path | None,
+    engine: str,
+    model_dir: Path | None,
+    precision: str = "auto",
+    neither_threshold: float | None = None,
+) -> int:
+    """The figures of the photos in the folders' labelled subfolders (evaluation), judged by the model as predict
+    judges them, or taken from batch's Parquet parts in `verdicts`; exit status 1 when a file failed."""
+    photos = evaluation.labelled_photos(folders)
+    if verdicts is not None:
+        outcomes, failures = evaluation.read_verdicts(verdicts, photos)
+        for path, error in failures:
+            print(f"muffin-v-chihuahua: skipped {path}: {error}", file=sys.stderr)
+        failed, judged_by = len(failures), f"batch's verdicts in {verdicts}"
+    else:
+        classifier = Classifier(engine, model_dir, precision, neither_threshold)
+        truths, outcomes = dict(photos), []
+
+        def record(path: Path, _: Image.Image | None, prediction: Prediction) -> None:
+            if prediction.verdict == truths[path]:  # the report draws wrong photos' heatmaps only: keep no other
+                prediction = replace(prediction, heatmap=None, heatmap_class=None)
+            outcomes.append(evaluation.Outcome(str(path), truths[path], prediction))
+
+        failed = predict_files([path for path, _ in photos], classifier, record, heatmap=report is not None)
+        threshold = classifier.neither_rule.threshold
+        judged_by = f"the {classifier.engine} model {classifier.model_version}, neither threshold {threshold:g}"
+    figures = evaluation.figures(outcomes, failed, folders, judged_by)
+    if report is not None:
+        evaluation_report.write(report, figures, [outcome for outcome in outcomes if outcome.wrong])
+    print(json.dumps(figures) if as_json else evaluation_report.summary(figures))
+    return 1 if failed else 0
+
+
 class Output(Protocol):
     """Where predict's results go: write() once per photo, in order, then close()."""
 
@@ -352,6 +400,29 @@ def parser() -> argparse.ArgumentParser:
         "--heatmap-dir", type=Path, metavar="DIR", help="write each photo with its heatmap overlaid, as DIR/<path>.png"
     )
 
+    assess = commands.add_parser(
+        "evaluate",
+        parents=[model],
+        help="how good the model is on labelled photos: FOLDER/muffin, FOLDER/chihuahua, other subfolders neither",
+    )
+    assess.add_argument(
+        "folders",
+        nargs="+",
+        type=Path,
+        metavar="FOLDER",
+        help="a folder of labelled subfolders: muffin/, chihuahua/, and any other name for photos that are neither",
+    )
+    assess.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    assess.add_argument(
+        "--report", type=Path, metavar="DIR", help="write DIR/index.html (self-contained, offline) and DIR/report.json"
+    )
+    assess.add_argument(
+        "--verdicts",
+        type=Path,
+        metavar="PARTS",
+        help="take the verdicts from batch's Parquet parts in this folder instead of running the model (needs pyarrow)",
+    )
+
     bulk = commands.add_parser(
         "batch",
         parents=[model],
@@ -440,6 +511,17 @@ def run_command(argv: list[str] | None) -> int:
             args.heatmap_dir,
             args.neither_threshold,
         )
+    if args.command == "evaluate":
+        return evaluate(
+            args.folders,
+            args.json,
+            args.report,
+            args.verdicts,
+            args.engine,
+            args.model_dir,
+            args.precision,
+            args.neither_threshold,
+        )
     if args.command == "batch":
         if args.heatmap and args.format == "csv":
             parser().error("--heatmap adds the heatmap to Parquet or JSONL rows: CSV has no room for a grid")
@@ -456,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         status = run_command(argv)
         sys.stdout.flush()  # a reader that went away shows here, inside the try, not at interpreter exit
         return status
-    except (engines.EngineUnavailable, SettingError, OutputExists) as error:
+    except (engines.EngineUnavailable, SettingError, OutputExists, evaluation.EvaluationError) as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
         return 2
     except ModelFilesError as error:

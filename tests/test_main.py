@@ -437,3 +437,116 @@ def test_ctrl_c_ends_with_status_130_and_one_line(dataset_dir):
     _, err = process.communicate(timeout=300)
     assert err.splitlines() == ["muffin-v-chihuahua: interrupted"]
     assert process.returncode == EXIT_INTERRUPTED == 130
+
+
+# ----- evaluate: the figures of labelled folders ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled_extra(tmp_path_factory) -> Path:
+    """Beside the dataset: other/, the sample pictures that should be neither, and a truncated photo in muffin/."""
+    from builders.neither import negative_photos
+
+    root = tmp_path_factory.mktemp("labelled")
+    (root / "other").mkdir()
+    for name, data in negative_photos().items():
+        (root / "other" / f"{name}.png").write_bytes(data)
+    (root / "muffin").mkdir()
+    (root / "muffin" / "cut.jpg").write_bytes(corpus.DATASET_PHOTO.read_bytes()[:3000])
+    return root
+
+
+def test_evaluate_json_on_the_dataset_and_sample_pictures_names_the_bad_file_and_exits_1(
+    dataset_dir, labelled_extra, tmp_path, capsys
+):
+    report = tmp_path / "report"
+    status = main(["evaluate", "--json", "--report", str(report), str(dataset_dir), str(labelled_extra)])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert err.splitlines() == [skipped_line(labelled_extra / "muffin" / "cut.jpg")]
+    figures = json.loads(out)
+    others = sorted((labelled_extra / "other").iterdir())
+    assert (figures["n"], figures["failed"]) == (120 + len(others), 1)
+    assert figures["accuracy"] >= 0.95 and figures["flagged"] <= 0.05
+    supports = {label: entry["support"] for label, entry in figures["classes"].items()}
+    assert supports == {"muffin": 55, "chihuahua": 65, "neither": len(others)}
+    classifier = Classifier()  # as evaluate's defaults: onnx, int8, the card's threshold
+    caught = [expected_prediction(classifier, path).verdict == "neither" for path in others]
+    assert figures["neither_caught"] == pytest.approx(np.mean(caught)) and np.mean(caught) >= 0.6
+    assert figures["confusion_matrix"]["neither"]["neither"] == sum(caught)
+    assert {Path(wrong["path"]) for wrong in figures["wrong"]} >= {
+        path for path, was_caught in zip(others, caught, strict=True) if not was_caught
+    }
+    assert f"{classifier.engine} model {classifier.model_version}, neither threshold" in figures["judged_by"]
+    assert json.loads((report / "report.json").read_text()) == figures
+    assert (report / "index.html").read_text().count("<figure>") == len(figures["wrong"])
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory, dataset_dir, labelled_extra) -> Path:
+    """2 muffins (and the truncated photo), 2 chihuahuas, a muffin filed as a chihuahua, 3 sample pictures."""
+    root = tmp_path_factory.mktemp("small-set")
+    for label in ("muffin", "chihuahua"):
+        (root / label).mkdir()
+        for photo in sorted((dataset_dir / label).iterdir())[:2]:
+            shutil.copy(photo, root / label / photo.name)
+    shutil.copy(sorted((dataset_dir / "muffin").iterdir())[-1], root / "chihuahua" / "filed-wrong.jpg")
+    shutil.copy(labelled_extra / "muffin" / "cut.jpg", root / "muffin")
+    (root / "samples").mkdir()
+    for name in ("cat.png", "grass.png", "coffee.png"):
+        shutil.copy(labelled_extra / "other" / name, root / "samples" / name)
+    return root
+
+
+def test_evaluate_prints_a_summary_without_json(small_set, capsys):
+    assert main(["evaluate", str(small_set)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("8 photos judged (5 muffin or chihuahua, 3 other), 1 failed; by the onnx-int8 model")
+    assert lines[2].split()[:2] == ["accuracy", "80.0%"]  # the muffin filed as a chihuahua is "wrong"
+    assert [line.split()[0] for line in lines[7:11]] == ["class", "muffin", "chihuahua", "neither"]
+    assert any(line.startswith(f"{small_set / 'chihuahua' / 'filed-wrong.jpg'}  chihuahua  muffin") for line in lines)
+
+
+def test_evaluate_takes_batchs_parquet_verdicts_as_it_would_the_models(small_set, tmp_path, capsys, monkeypatch):
+    import pyarrow.parquet
+
+    from muffin_v_chihuahua.ray_batch import table
+
+    assert main(["evaluate", "--json", str(small_set)]) == 1
+    judged = json.loads(capsys.readouterr().out)
+    assert main(["predict", "--json", str(small_set)]) == 1  # the rows batch would write: predict --json's fields
+    out, err = capsys.readouterr()
+    rows = [(record.pop("path"), Prediction.from_dict(record)) for record in map(json.loads, out.splitlines())]
+    [(failed, error)] = [line.removeprefix("muffin-v-chihuahua: skipped ").split(": ", 1) for line in err.splitlines()]
+    (tmp_path / "parts").mkdir()
+    monkeypatch.chdir(small_set.parent)  # batch ran here, on a relative path
+    paths = [os.path.relpath(path) for path, _ in rows]
+    pyarrow.parquet.write_table(table(paths, [p for _, p in rows], False, False), tmp_path / "parts" / "0.parquet")
+    pyarrow.parquet.write_table(
+        table([os.path.relpath(failed)], [error], False, False), tmp_path / "parts" / "1.parquet"
+    )
+    assert main(["evaluate", "--json", "--verdicts", str(tmp_path / "parts"), str(small_set)]) == 1
+    out, err_read = capsys.readouterr()
+    read = json.loads(out)
+    assert read["judged_by"] == f"batch's verdicts in {tmp_path / 'parts'}"
+    assert {**read, "judged_by": None} == {**judged, "judged_by": None}  # the same rows: the same figures
+    assert err_read == err  # the same file skipped, for the same reason
+
+
+def test_evaluate_verdicts_without_pyarrow_is_one_line_saying_how_to_install_it(
+    small_set, tmp_path, capsys, monkeypatch
+):
+    for name in [name for name in sys.modules if name == "pyarrow" or name.startswith("pyarrow.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # an import of it raises ImportError, as where it is missing
+    assert main(["evaluate", "--verdicts", str(tmp_path), str(small_set)]) == 2
+    assert capsys.readouterr().err.startswith(
+        "muffin-v-chihuahua: --verdicts reads batch's Parquet parts with pyarrow, "
+    )
+
+
+def test_evaluate_on_a_folder_without_labelled_subfolders_is_one_line_with_status_2(tmp_path, capsys):
+    shutil.copy(corpus.DATASET_PHOTO, tmp_path / "loose.jpg")
+    assert main(["evaluate", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"muffin-v-chihuahua: no photos in subfolders of {tmp_path}: put them in ")
+    assert err.count("\n") == 1
