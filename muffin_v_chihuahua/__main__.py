@@ -230,9 +230,7 @@ def evaluate(
         truths, outcomes = dict(photos), []
 
         def record(path: Path, _: Image.Image | None, prediction: Prediction) -> None:
-            if prediction.verdict == truths[path]:  # the report draws wrong photos' heatmaps only: keep no other
-                prediction = replace(prediction, heatmap=None, heatmap_class=None)
-            outcomes.append(evaluation.Outcome(str(path), truths[path], prediction))
+            outcomes.append(evaluation.outcome(str(path), truths[path], prediction))
 
         failed = predict_files([path for path, _ in photos], classifier, record, heatmap=report is not None)
         threshold = classifier.neither_rule.threshold

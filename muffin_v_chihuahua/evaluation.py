@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,14 @@ class Outcome:
     @property
     def wrong(self) -> bool:
         return self.prediction.verdict != self.truth
+
+
+def outcome(path: str, truth: str, prediction: Prediction) -> Outcome:
+    """A photo's outcome; a right photo's heatmap is dropped: the report draws only the wrong photos', and a large
+    evaluation need not hold every photo's."""
+    if prediction.verdict == truth:
+        prediction = replace(prediction, heatmap=None, heatmap_class=None)
+    return Outcome(path, truth, prediction)
 
 
 def truth_of(folder_name: str) -> str:
@@ -98,7 +106,7 @@ def read_verdicts(parts: Path, photos: Sequence[tuple[Path, str]]) -> tuple[list
         elif row["error"]:
             failures.append((path, str(row["error"])))
         else:
-            outcomes.append(Outcome(str(path), truth, Prediction.from_dict(row)))
+            outcomes.append(outcome(str(path), truth, Prediction.from_dict(row)))
     return outcomes, failures
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -201,6 +202,7 @@ def test_verdicts_come_from_the_parts_and_a_row_with_an_error_or_none_is_a_failu
     monkeypatch.chdir(tmp_path)  # batch's paths as it was given them: relative to the folder it ran in
     photos = [(Path("photos/muffin/a.jpg"), "muffin"), (Path("photos/other/b.jpg"), NEITHER)]
     photos += [(Path("photos/chihuahua/c.jpg"), "chihuahua"), (Path("photos/muffin/d.jpg"), "muffin")]
+    photos += [(Path("photos/muffin/e.jpg"), "muffin")]
     heat = ((0.0, 1.0), (2.0, 3.0))
     muffin = Prediction("muffin", 0.97, (Label("bagel", 0.4),), 0.9, None, heat, "muffin")
     neither = Prediction(
@@ -211,11 +213,14 @@ def test_verdicts_come_from_the_parts_and_a_row_with_an_error_or_none_is_a_failu
         (str(tmp_path / "photos/other/b.jpg"), neither),  # absolute: matched all the same
         ("photos/chihuahua/c.jpg", "the JPEG file is truncated or corrupt"),
         ("elsewhere/x.jpg", muffin),  # a photo batch saw that is not evaluated
+        ("photos/muffin/e.jpg", neither),
     ]
     outcomes, failures = evaluation.read_verdicts(write_parts(tmp_path / "parts", rows, heatmap=True), photos)
-    assert outcomes == [
-        Outcome("photos/muffin/a.jpg", "muffin", muffin),
-        Outcome("photos/other/b.jpg", NEITHER, neither),
+    unheated = {"heatmap": None, "heatmap_class": None}
+    assert outcomes == [  # the right photos' heatmaps dropped, the wrong one's kept for the report
+        Outcome("photos/muffin/a.jpg", "muffin", replace(muffin, **unheated)),
+        Outcome("photos/other/b.jpg", NEITHER, replace(neither, **unheated)),
+        Outcome("photos/muffin/e.jpg", "muffin", neither),
     ]
     assert failures == [
         (Path("photos/chihuahua/c.jpg"), "the JPEG file is truncated or corrupt"),

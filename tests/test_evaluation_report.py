@@ -8,6 +8,7 @@ import io
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,17 @@ def test_each_wrong_photo_is_shown_with_its_heatmap_overlaid(report, outcomes):
         assert shown.shape[:2] == (photo.height, photo.width)
         assert np.abs(shown - np.asarray(photo, dtype=np.float32)).mean() > 5  # coloured over, not the photo alone
     assert text.count("heatmap: where it looked for chihuahua") == 2
+
+
+def test_a_wrong_photo_without_a_heatmap_is_shown_as_it_is(outcomes):
+    wrong = next(outcome for outcome in outcomes if outcome.wrong)
+    plain = Outcome(wrong.path, wrong.truth, replace(wrong.prediction, heatmap=None, heatmap_class=None))
+    [uri] = re.findall(r'\bsrc="([^"]*)"', evaluation_report.gallery_card(plain))
+    photo = Image.open(wrong.path).convert("RGB")
+    photo.thumbnail((evaluation_report.GALLERY_SIDE,) * 2)
+    shown = np.asarray(data_picture(uri).convert("RGB"), dtype=np.float32)
+    assert np.abs(shown - np.asarray(photo, dtype=np.float32)).mean() < 3  # JPEG's loss alone
+    assert "heatmap:" not in evaluation_report.gallery_card(plain)
 
 
 def test_a_wrong_photo_gone_since_it_was_judged_is_named_without_a_picture(tmp_path):
