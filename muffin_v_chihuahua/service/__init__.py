@@ -3,6 +3,8 @@
 settings.py   environment variables, checked once
 loading.py    the model, loaded once in a background thread
 bodies.py     request bodies read and refused as they arrive (413, 415, 422)
+admission.py  the request bytes held at once, bounded: past the budget 503 + Retry-After
+draining.py   an answer that comes before its request's body has arrived reaches a client still sending it
 metrics.py    the Prometheus metrics (GET /metrics), named in one place
 observing.py  each request's id, metrics and one log line (one ASGI middleware)
 schemas.py    the answers' shapes, for the OpenAPI schema

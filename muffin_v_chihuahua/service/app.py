@@ -37,7 +37,7 @@ from fastapi_offline import FastAPIOffline
 from muffin_v_chihuahua import __version__, cpus, engines, images
 from muffin_v_chihuahua.classifier import model_dir_from_environment, neither_threshold_from_environment
 from muffin_v_chihuahua.environment import SettingError, setting
-from muffin_v_chihuahua.service import admission, inference_protocol, observing
+from muffin_v_chihuahua.service import admission, draining, inference_protocol, observing
 from muffin_v_chihuahua.service.bodies import (
     ACCEPTED,
     MULTIPART_FIELDS,
@@ -45,7 +45,6 @@ from muffin_v_chihuahua.service.bodies import (
     BadInput,
     Upload,
     check_type,
-    discard_rest,
     media_type,
     read_body,
     read_multipart,
@@ -139,6 +138,9 @@ def create_app(
     if held_mb <= 0:
         raise SettingError(f"{MAX_HELD_MB_VARIABLE} must be more than 0 (MB), not {held_mb}")
     admission.install(app, int(held_mb * 2**20), request_limit, lambda: metrics.refused("memory budget"))
+    # Outside admission: a refused body's rest is read after its reservation is released.
+    largest_body = max(request_limit, inference_protocol.body_limit(max_bytes, max_files))
+    app.add_middleware(draining.FinishReading, limit=largest_body)
     app.state.metrics = metrics
     app.add_middleware(observing.Observe, metrics=metrics)
 
@@ -228,26 +230,22 @@ def create_app(
             return not_ready()
         classifier = model.classifier
         content_type = media_type(request.headers.get("content-type", ""))
-        try:
-            if content_type == "multipart/form-data":
-                uploads = await read_multipart(request, max_bytes, max_files)
-            elif content_type.startswith("image/"):
-                uploads = [Upload(filename, content_type, await read_body(request, max_bytes, filename))]
-            else:
-                shown = content_type or "no content type"
-                raise BadInput(
-                    415,
-                    [
-                        (
-                            filename,
-                            f"{shown} is not accepted: send multipart/form-data files under "
-                            f"{MULTIPART_FIELDS[0]!r} or one image as the body ({ACCEPTED})",
-                        )
-                    ],
-                )
-        except BadInput:
-            await discard_rest(request, 2 * max_bytes + MULTIPART_OVERHEAD)
-            raise
+        if content_type == "multipart/form-data":
+            uploads = await read_multipart(request, max_bytes, max_files)
+        elif content_type.startswith("image/"):
+            uploads = [Upload(filename, content_type, await read_body(request, max_bytes, filename))]
+        else:
+            shown = content_type or "no content type"
+            raise BadInput(
+                415,
+                [
+                    (
+                        filename,
+                        f"{shown} is not accepted: send multipart/form-data files under "
+                        f"{MULTIPART_FIELDS[0]!r} or one image as the body ({ACCEPTED})",
+                    )
+                ],
+            )
         for upload in uploads:
             check_type(upload)
         try:
