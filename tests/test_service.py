@@ -16,6 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,6 +25,7 @@ import pytest
 from PIL import Image
 
 from muffin_v_chihuahua import images
+from muffin_v_chihuahua.service.app import CONNECTIONS
 from tests import corpus
 from tests.conftest import DEFAULT_FILES
 from tests.servers import (
@@ -37,6 +40,7 @@ from tests.servers import (
     post_files,
     post_image,
     request,
+    wait_for,
 )
 
 pytestmark = pytest.mark.service
@@ -442,6 +446,38 @@ def test_requests_over_the_held_bytes_budget_get_503_with_retry_after_small_ones
         assert get(small.url + "/")[0] == 200
         log = small.log()
     assert "Traceback" not in log and " 500 " not in log
+
+
+def test_past_uvicorns_connection_limit_the_503_is_the_services_json_with_retry_after(tmp_path):
+    """CONNECTIONS idle connections held open: uvicorn refuses the next request itself, with the service's JSON
+    503 (Retry-After, Connection: close), and reads the body of a client that sends first (urllib, which says
+    Connection: close) before it closes; counted as refused; once they close, the service answers again."""
+    with ServiceProcess("onnx", log=tmp_path / "service.log") as busy:
+        idle = [socket.create_connection(("127.0.0.1", busy.port), timeout=30) for _ in range(CONNECTIONS)]
+        try:
+            status, headers, body = urllib_answer(busy.url + "/")
+            assert status == 503 and headers.get("Retry-After", "").isdigit(), (status, headers, body)
+            assert headers.get("Connection") == "close" and headers.get("Content-Type") == "application/json"
+            assert body["errors"] and "busy" in body["detail"] and "connections" in body["detail"], body
+            posted = urllib_answer(busy.url + "/predict", bytes(2 * 1024 * 1024), {"Content-Type": "image/jpeg"})
+            assert posted[0] == 503 and posted[2] == body, posted
+        finally:
+            for connection in idle:
+                connection.close()
+        wait_for(busy.url + "/")
+        metrics = get(busy.url + "/metrics")[1]
+        log = busy.log()
+    assert 'muffin_v_chihuahua_requests_refused_total{reason="connection limit"} 2.0' in metrics, metrics
+    assert "Exceeded concurrency limit." in log and "Traceback" not in log
+
+
+def urllib_answer(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, dict]:
+    """(status, headers, JSON body) of one request by urllib (which says Connection: close); a reset raises."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, body, headers or {}), timeout=60) as answer:
+            return answer.status, {k.title(): v for k, v in answer.headers.items()}, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, {k.title(): v for k, v in refused.headers.items()}, json.loads(refused.read())
 
 
 # ----- concurrency ------------------------------------------------------------------------------------

@@ -35,14 +35,10 @@ def budget(request_limit: int, workers: int) -> int:
 
 
 class Overloaded(BadInput):
-    """A request refused because its body would not fit in the budget: 503 with Retry-After."""
+    """A request refused because the service is busy (`why`: with what): 503 with Retry-After."""
 
-    def __init__(self, held: int, budget: int):
-        mb = 1024 * 1024
-        super().__init__(
-            503,
-            [(None, f"the service is busy ({held / mb:.0f} of {budget / mb:.0f} MB of requests held): retry later")],
-        )
+    def __init__(self, why: str):
+        super().__init__(503, [(None, f"the service is busy ({why}): retry later")])
 
 
 class Admission:
@@ -66,6 +62,11 @@ class Admission:
         with self._lock:
             self.held -= size
 
+    def overloaded(self) -> Overloaded:
+        """What a request that does not fit is told: the bytes held, against the budget."""
+        mb = 1024 * 1024
+        return Overloaded(f"{self.held / mb:.0f} of {self.budget / mb:.0f} MB of requests held")
+
 
 class AdmissionMiddleware:
     """ASGI middleware: each request's body bytes reserved from `admission` (see the module's docstring).
@@ -86,7 +87,7 @@ class AdmissionMiddleware:
         try:
             if declared.isdigit() and 0 < int(declared) <= self.request_limit:
                 if not self.admission.reserve(int(declared)):
-                    await self._refuse(scope, send, Overloaded(self.admission.held, self.admission.budget))
+                    await self._refuse(scope, send, self.admission.overloaded())
                     return
                 reserved = int(declared)
             received = 0
@@ -99,7 +100,7 @@ class AdmissionMiddleware:
                     received += len(message.get("body", b""))
                     if received > reserved:
                         if not self.admission.reserve(received - reserved):
-                            raise Overloaded(self.admission.held, self.admission.budget)
+                            raise self.admission.overloaded()
                         reserved = received
                 return message
 
@@ -121,13 +122,27 @@ async def overloaded(request: Request, error: Exception) -> JSONResponse:
     return answer(error)
 
 
-def answer(error: Overloaded) -> JSONResponse:
-    """The 503 answer: the service's JSON error body ({"detail", "errors"}) and Retry-After."""
+def answer(error: Overloaded, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The 503 answer: the service's JSON error body ({"detail", "errors"}), Retry-After and `headers`."""
     errors = [{"file": name, "error": message} for name, message in error.errors]
     detail = "; ".join(message for _, message in error.errors)
     return JSONResponse(
-        {"detail": detail, "errors": errors}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        {"detail": detail, "errors": errors},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})},
     )
+
+
+def refusing_every_request(on_refused: Callable[[], None]) -> ASGIApp:
+    """An ASGI app that answers every request 503 busy, with `Connection: close` (fewer connections is the
+    point), calling on_refused: uvicorn's answer past its limit_concurrency (app.run), in the service's shape."""
+    error = Overloaded("too many connections or requests at once")
+
+    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        on_refused()
+        await answer(error, {"Connection": "close"})(scope, receive, send)
+
+    return refuse
 
 
 def install(app: FastAPI, held_bytes: int, request_limit: int, on_refused: Callable[[], None]) -> Admission:

@@ -94,6 +94,10 @@ def create_app(settings: Settings) -> FastAPI:
     # Outside admission: a refused body's rest is read after its reservation is released.
     largest_body = max(request_limit, inference_protocol.body_limit(max_bytes, max_files))
     app.add_middleware(draining.FinishReading, limit=largest_body)
+    # What uvicorn answers past its limit_concurrency, without this app (run() hands it over): the same JSON 503.
+    app.state.past_the_limit = draining.FinishReading(
+        admission.refusing_every_request(lambda: metrics.refused("connection limit")), limit=largest_body
+    )
     app.state.metrics = metrics
     app.add_middleware(observing.Observe, metrics=metrics)
 
@@ -225,6 +229,8 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+# Connections plus tasks at once (idle keep-alive connections count) past which uvicorn refuses requests (503).
+CONNECTIONS = 256
 # Not an image at all: 415. Empty, truncated, corrupt or too many pixels: 422.
 STATUS_BY_KIND = {"not-an-image": 415, "too-large": 413, "empty": 422, "corrupt": 422, "too-many-pixels": 422}
 
@@ -233,20 +239,24 @@ def run(app: FastAPI, host: str, port: int) -> str | None:
     """Serve `app` (see create_app) until interrupted (SIGINT or SIGTERM stop it gracefully) or until its model
     fails to load; returns why the model failed, or None."""
     import uvicorn
+    from uvicorn.protocols.http import h11_impl
 
+    # uvicorn answers past limit_concurrency itself, without the app, in plain text, and has no setting for it:
+    # its h11 protocol looks that answer up by this name each time, so the service's JSON 503 takes its place.
+    h11_impl.service_unavailable = app.state.past_the_limit  # type: ignore[attr-defined]  # imported there, not exported
     # Our middleware logs one line per request: uvicorn's access log would say the same again.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http="h11",  # the protocol whose answer past the limit is ours (httptools is not installed anyway)
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=10,
-        # Memory is bounded by admission.py's budget (503 + Retry-After, the body drained), not by these:
-        # uvicorn's own 503 past limit_concurrency is plain text and does not read the body (a client that
-        # sends first sees a reset), so it is only a backstop against a flood of connections, far above the
-        # few requests the budget admits; each connection past the budget holds only uvicorn's 64 KB buffer.
-        limit_concurrency=256,  # connections plus tasks at once; idle keep-alive connections count
+        # Memory is bounded by admission.py's budget (503 + Retry-After), not by these: limit_concurrency is a
+        # backstop against a flood of connections, far above the few requests the budget admits; each
+        # connection past the budget holds only uvicorn's 64 KB buffer.
+        limit_concurrency=CONNECTIONS,
         backlog=256,  # connections the kernel queues before accept (their bytes are the kernel's, not ours)
         timeout_keep_alive=5,  # s: an idle keep-alive connection is closed soon, so idle ones do not fill the limit
     )

@@ -56,7 +56,8 @@ class FinishReading:
             if body_ended:
                 await send(message)
             elif message["type"] == "http.response.start" and expects and not invited:
-                await send({**message, "headers": [*message.get("headers", []), (b"connection", b"close")]})
+                kept = [(name, value) for name, value in message.get("headers", []) if name.lower() != b"connection"]
+                await send({**message, "headers": [*kept, (b"connection", b"close")]})
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 await send({**message, "more_body": True})  # the whole answer, but not its end
                 held_end = {"type": "http.response.body", "body": b"", "more_body": False}
