@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import io
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import pytest
 from PIL import Image
 
 from muffin_v_chihuahua import images
+from muffin_v_chihuahua.__main__ import EXIT_INTERRUPTED
 from muffin_v_chihuahua.service.app import CONNECTIONS
 from tests import corpus
 from tests.conftest import DEFAULT_FILES
@@ -34,12 +36,14 @@ from tests.servers import (
     PACKAGE,
     ServiceProcess,
     clean_env,
+    default_sigint,
     free_port,
     get,
     multipart,
     post_files,
     post_image,
     request,
+    stop,
     wait_for,
 )
 
@@ -541,6 +545,28 @@ def test_serve_with_a_bad_setting_says_which(monkeypatch, capsys):
     monkeypatch.setenv("MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB", "lots")
     assert main(["serve", "--port", str(free_port())]) == 2
     assert "MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB" in capsys.readouterr().err
+
+
+def test_serve_stopped_by_ctrl_c_exits_130_with_one_line_and_no_traceback(tmp_path):
+    port, log = free_port(), tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "muffin_v_chihuahua", "serve", "--port", str(port), "--engine", "onnx"],
+            env=clean_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=default_sigint,
+        )
+        try:
+            wait_for(f"http://127.0.0.1:{port}/", process=process)
+            process.send_signal(signal.SIGINT)
+            status = process.wait(timeout=60)
+        finally:
+            stop(process)
+    lines = log.read_text().splitlines()
+    assert status == EXIT_INTERRUPTED == 130, lines
+    assert "Traceback" not in "\n".join(lines) and "Shutting down" in "\n".join(lines), lines
+    assert lines[-1] == "muffin-v-chihuahua: interrupted", lines
 
 
 def test_the_page_and_the_cli_do_not_import_the_service_libraries():
