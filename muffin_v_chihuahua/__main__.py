@@ -366,9 +366,10 @@ def serve(
     from muffin_v_chihuahua import service
 
     # A bad setting raises SettingError here, which main() reports.
-    app = service.create_app(
-        engines.resolve(engine), model_dir=model_dir, precision=precision, neither_threshold=neither_threshold
+    settings = service.Settings.from_environment(
+        engine=engine, model_dir=model_dir, precision=precision, neither_threshold=neither_threshold
     )
+    app = service.create_app(replace(settings, engine=engines.resolve(settings.engine)))
     failure = service.run(app, host, port)
     if failure:
         print(f"muffin-v-chihuahua: the model could not be loaded: {failure}", file=sys.stderr)

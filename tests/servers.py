@@ -91,6 +91,12 @@ def spawn(command: list, log: Path, cwd: Path | None = None, env: dict[str, str]
         )
 
 
+def default_sigint() -> None:
+    """In the child before it starts (preexec_fn): SIGINT as a terminal delivers it, even where the tests run with
+    it ignored (a background job), so that Python turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stop(process: subprocess.Popen) -> None:
     """SIGTERM to the process group, SIGKILL if it has not ended 20 s later."""
     if process.poll() is None:

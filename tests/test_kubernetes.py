@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from muffin_v_chihuahua.service.app import create_app
+from muffin_v_chihuahua.service.settings import Settings
 from tests.conftest import ROOT
 from tests.kubernetes_manifests import (
     OVERLAYS,
@@ -73,7 +74,9 @@ def probe_port(spec: dict[str, Any], probe: dict[str, Any]) -> int:
 @pytest.fixture(scope="module")
 def service_routes() -> set[str]:
     """The paths the service answers GET on, from its own app factory (the model is not loaded to list them)."""
-    return {route.path for route in create_app("onnx").routes if "GET" in getattr(route, "methods", ())}
+    return {
+        route.path for route in create_app(Settings(engine="onnx")).routes if "GET" in getattr(route, "methods", ())
+    }
 
 
 # ----- every container ------------------------------------------------------------------------------

@@ -14,14 +14,20 @@ import http.client
 import io
 import json
 import os
+import shutil
+import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 
 from tests.conftest import ROOT
@@ -38,6 +44,7 @@ HEALTH_TIMEOUT_SECONDS = 10.0
 MIN_HEALTH_CHECKS = 10
 VERDICTS = {"muffin", "chihuahua", "neither"}
 ARTIFACT = ROOT / "test-artifacts" / "load.json"
+CURL = shutil.which("curl")
 
 
 @dataclass
@@ -191,6 +198,10 @@ HEAVY_FILES = 16  # the service's default max_files
 HEAVY_FILE_MB = 9.0  # just under the default 10 MB per file
 HEAVY_TIMEOUT_SECONDS = 120.0
 MAX_PEAK_MIB = 1024
+# The clients of the standard libraries, a third each. urllib and requests send the whole body before they read
+# (urllib with `Connection: close`, requests keep-alive); curl asks first (`Expect: 100-continue`).
+CLIENT_KINDS = ("urllib", "requests", "curl")
+ROUNDS = 3  # the same pressure again on the same service: no round may leave a reset behind
 
 
 def noise_jpeg(megabytes: float) -> bytes:
@@ -212,78 +223,150 @@ def peak_resident_mib(pid: int) -> float:
     return int(line.split()[1]) / 1024  # kB
 
 
-def heavy_client(port: int, body: bytes, headers: dict, names: list[str], go: threading.Barrier) -> dict[str, Any]:
-    """One multipart request of HEAVY_FILES large images, sent whole before the answer is read (as requests
-    and httpx do); what came back: 200 with a verdict per file, 503 with Retry-After, or an error."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=HEAVY_TIMEOUT_SECONDS)
+def send(kind: str, url: str, body: bytes, headers: dict, body_file: Path | None) -> tuple[int, bytes, str | None]:
+    """POST `body` to url with the client `kind`: (status, answer body, Retry-After); a connection error raises."""
+    if kind == "urllib":
+        try:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, body, headers), timeout=HEAVY_TIMEOUT_SECONDS
+            ) as got:
+                return got.status, got.read(), got.headers.get("Retry-After")
+        except urllib.error.HTTPError as refused:
+            return refused.code, refused.read(), refused.headers.get("Retry-After")
+    if kind == "requests":
+        answer = requests.post(url, data=body, headers=headers, timeout=HEAVY_TIMEOUT_SECONDS)
+        return answer.status_code, answer.content, answer.headers.get("Retry-After")
+    assert kind == "curl" and body_file is not None, kind
+    if CURL is None:
+        pytest.fail("curl is not installed (Debian: apt-get install curl)")
+    options = [item for name, value in headers.items() for item in ("--header", f"{name}: {value}")]
+    result = subprocess.run(
+        [
+            CURL,
+            "--silent",
+            "--show-error",
+            "--max-time",
+            str(HEAVY_TIMEOUT_SECONDS),
+            *options,
+            "--data-binary",
+            f"@{body_file}",
+            "--write-out",
+            "\n%{http_code} %header{retry-after}",
+            url,
+        ],
+        capture_output=True,
+        timeout=HEAVY_TIMEOUT_SECONDS + 30,
+    )
+    if result.returncode != 0:
+        raise ConnectionError(f"curl exit {result.returncode}: {result.stderr.decode(errors='replace').strip()}")
+    payload, _, written = result.stdout.rpartition(b"\n")
+    status, _, retry_after = written.decode().partition(" ")
+    return int(status), payload, retry_after or None
+
+
+def heavy_client(
+    port: int,
+    body: bytes,
+    headers: dict,
+    names: list[str],
+    go: threading.Barrier,
+    kind: str = "urllib",
+    body_file: Path | None = None,
+) -> dict[str, Any]:
+    """One multipart request of HEAVY_FILES large images by a client of `kind` (CLIENT_KINDS; curl sends
+    `body_file`, the same bytes); what came back: 200 with a verdict per file, 503 with Retry-After, or an error."""
     go.wait()
     started = time.monotonic()
     try:
-        connection.request("POST", "/predict", body, headers)
-        answer = connection.getresponse()
-        status, payload, retry_after = answer.status, answer.read(), answer.getheader("Retry-After")
-    except Exception as failure:
-        return {"outcome": "error", "error": f"{type(failure).__name__}: {failure}"}
-    finally:
-        connection.close()
+        status, payload, retry_after = send(kind, f"http://127.0.0.1:{port}/predict", body, headers, body_file)
+    except Exception as failure:  # a reset, a timeout: what this test exists to rule out
+        return {"outcome": "error", "error": f"{kind}: {type(failure).__name__}: {failure}"}
     seconds = time.monotonic() - started
     try:
         parsed = json.loads(payload)
     except ValueError:
-        return {"outcome": "error", "error": f"{status}, not JSON: {payload[:300]!r}"}
+        return {"outcome": "error", "error": f"{kind}: {status}, not JSON: {payload[:300]!r}"}
     if status == 200:
         got = [(prediction["file"], prediction["verdict"] in VERDICTS) for prediction in parsed["predictions"]]
         if got == [(name, True) for name in names]:
             return {"outcome": 200, "seconds": seconds}
     elif status == 503 and retry_after and retry_after.isdigit() and parsed.get("detail") and parsed.get("errors"):
         return {"outcome": 503, "seconds": seconds}
-    return {"outcome": "error", "error": f"{status} Retry-After={retry_after}: {payload[:300]!r}"}
+    return {"outcome": "error", "error": f"{kind}: {status} Retry-After={retry_after}: {payload[:300]!r}"}
 
 
-def test_the_largest_requests_at_once_get_verdicts_or_503_and_memory_stays_bounded(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def heavy_request(tmp_path_factory) -> tuple[bytes, dict, list[str], Path]:
+    """The largest request: HEAVY_FILES noise JPEGs of HEAVY_FILE_MB as multipart files (body, headers, the
+    files' names), and the body in a file for curl."""
     image = noise_jpeg(HEAVY_FILE_MB)
     assert 0.95 * HEAVY_FILE_MB < len(image) / (1024 * 1024) <= HEAVY_FILE_MB * 1.05
     names = [f"noise-{index}.jpg" for index in range(HEAVY_FILES)]
     body, headers = multipart([("files", name, "image/jpeg", image) for name in names])
+    body_file = tmp_path_factory.mktemp("heavy") / "body.multipart"
+    body_file.write_bytes(body)
+    return body, headers, names, body_file
 
-    with ServiceProcess("onnx", log=tmp_path / "service.log") as service:
+
+@pytest.fixture(scope="module")
+def pressed_service(tmp_path_factory):
+    """One service for every round, so that a round starts where the one before left it; and its idle peak (MiB)."""
+    with ServiceProcess("onnx", log=tmp_path_factory.mktemp("pressed") / "service.log") as service:
         pid = service.process.pid
         assert "muffin_v_chihuahua" in Path(f"/proc/{pid}/cmdline").read_bytes().decode()  # python itself, no shell
-        idle_mib = peak_resident_mib(pid)
-        results: list[dict[str, Any]] = [{} for _ in range(HEAVY_CLIENTS)]
-        checks: list[tuple[int | str, float]] = []
-        done = threading.Event()
-        go = threading.Barrier(HEAVY_CLIENTS)
+        yield service, peak_resident_mib(pid)
 
-        def run(number: int) -> None:
-            results[number] = heavy_client(service.port, body, headers, names, go)
 
-        threads = [threading.Thread(target=run, args=(number,)) for number in range(HEAVY_CLIENTS)]
-        watcher = threading.Thread(target=health_checks, args=(service.url, done, checks), name="health")
-        watcher.start()
-        started = time.monotonic()
+@pytest.mark.parametrize("round_number", range(1, ROUNDS + 1))
+def test_the_largest_requests_at_once_get_verdicts_or_503_and_memory_stays_bounded(
+    pressed_service, heavy_request, round_number, capsys
+):
+    """HEAVY_CLIENTS at once, of each kind in turn, each sending HEAVY_FILES images of HEAVY_FILE_MB: each reads
+    200 with its verdicts or 503 with Retry-After, never a connection error; the peak resident memory (over
+    every round so far) stays under MAX_PEAK_MIB. Figures: test-artifacts/load-memory.json (the last round)."""
+    body, headers, names, body_file = heavy_request
+    service, idle_mib = pressed_service
+    kinds = [CLIENT_KINDS[number % len(CLIENT_KINDS)] for number in range(HEAVY_CLIENTS)]
+    results: list[dict[str, Any]] = [{} for _ in range(HEAVY_CLIENTS)]
+    checks: list[tuple[int | str, float]] = []
+    done = threading.Event()
+    go = threading.Barrier(HEAVY_CLIENTS)
+    log_start = len(service.log())
+
+    def run(number: int) -> None:
+        results[number] = heavy_client(service.port, body, headers, names, go, kinds[number], body_file)
+
+    threads = [threading.Thread(target=run, args=(number,)) for number in range(HEAVY_CLIENTS)]
+    watcher = threading.Thread(target=health_checks, args=(service.url, done, checks), name="health")
+    watcher.start()
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    try:
         for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                thread.join(HEAVY_TIMEOUT_SECONDS + 30)
-        finally:
-            elapsed = time.monotonic() - started
-            done.set()
-            watcher.join(HEALTH_TIMEOUT_SECONDS + 5)
-        assert not any(thread.is_alive() for thread in threads), "a client is still waiting for an answer"
-        peak_mib = peak_resident_mib(pid)
-        log = service.log()
+            thread.join(HEAVY_TIMEOUT_SECONDS + 60)
+    finally:
+        elapsed = time.monotonic() - started
+        done.set()
+        watcher.join(HEALTH_TIMEOUT_SECONDS + 5)
+    assert not any(thread.is_alive() for thread in threads), "a client is still waiting for an answer"
+    peak_mib = peak_resident_mib(service.process.pid)
+    log = service.log()[log_start:]
 
     outcomes = [result["outcome"] for result in results]
     errors = [result["error"] for result in results if result["outcome"] == "error"]
     figures = {
+        "round": round_number,
         "clients": HEAVY_CLIENTS,
         "files_per_request": HEAVY_FILES,
-        "file_mb": round(len(image) / (1024 * 1024), 2),
+        "file_mb": round(len(body) / HEAVY_FILES / (1024 * 1024), 2),
         "answers_200": outcomes.count(200),
         "answers_503": outcomes.count(503),
         "errors": len(errors),
+        "by_client": {
+            kind: dict(Counter(str(result["outcome"]) for result, of in zip(results, kinds, strict=True) if of == kind))
+            for kind in CLIENT_KINDS
+        },
         "elapsed_seconds": round(elapsed, 1),
         "peak_resident_mib": round(peak_mib),
         "idle_resident_mib": round(idle_mib),

@@ -23,7 +23,7 @@ from muffin_v_chihuahua.__main__ import BATCH, EXIT_BROKEN_PIPE, EXIT_INTERRUPTE
 from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE, NEITHER_THRESHOLD_VARIABLE, Classifier, Prediction
 from tests import corpus
 from tests.conftest import PACKAGE, ROOT
-from tests.servers import free_port, running, wait_for
+from tests.servers import default_sigint, free_port, running, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -422,12 +422,6 @@ def test_a_reader_that_closes_the_pipe_early_ends_it_quietly(dataset_dir):
     _, err = process.communicate(timeout=300)
     assert "Traceback" not in err and err == ""
     assert process.returncode == EXIT_BROKEN_PIPE == 141
-
-
-def default_sigint() -> None:
-    """In the child before it starts: SIGINT as a terminal delivers it, even where the tests run with it ignored
-    (a background job), so that Python turns it into KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_ctrl_c_ends_with_status_130_and_one_line(dataset_dir):

@@ -11,11 +11,14 @@ import hashlib
 import http.client
 import io
 import json
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,6 +26,8 @@ import pytest
 from PIL import Image
 
 from muffin_v_chihuahua import images
+from muffin_v_chihuahua.__main__ import EXIT_INTERRUPTED
+from muffin_v_chihuahua.service.app import CONNECTIONS
 from tests import corpus
 from tests.conftest import DEFAULT_FILES
 from tests.servers import (
@@ -31,12 +36,15 @@ from tests.servers import (
     PACKAGE,
     ServiceProcess,
     clean_env,
+    default_sigint,
     free_port,
     get,
     multipart,
     post_files,
     post_image,
     request,
+    stop,
+    wait_for,
 )
 
 pytestmark = pytest.mark.service
@@ -444,6 +452,38 @@ def test_requests_over_the_held_bytes_budget_get_503_with_retry_after_small_ones
     assert "Traceback" not in log and " 500 " not in log
 
 
+def test_past_uvicorns_connection_limit_the_503_is_the_services_json_with_retry_after(tmp_path):
+    """CONNECTIONS idle connections held open: uvicorn refuses the next request itself, with the service's JSON
+    503 (Retry-After, Connection: close), and reads the body of a client that sends first (urllib, which says
+    Connection: close) before it closes; counted as refused; once they close, the service answers again."""
+    with ServiceProcess("onnx", log=tmp_path / "service.log") as busy:
+        idle = [socket.create_connection(("127.0.0.1", busy.port), timeout=30) for _ in range(CONNECTIONS)]
+        try:
+            status, headers, body = urllib_answer(busy.url + "/")
+            assert status == 503 and headers.get("Retry-After", "").isdigit(), (status, headers, body)
+            assert headers.get("Connection") == "close" and headers.get("Content-Type") == "application/json"
+            assert body["errors"] and "busy" in body["detail"] and "connections" in body["detail"], body
+            posted = urllib_answer(busy.url + "/predict", bytes(2 * 1024 * 1024), {"Content-Type": "image/jpeg"})
+            assert posted[0] == 503 and posted[2] == body, posted
+        finally:
+            for connection in idle:
+                connection.close()
+        wait_for(busy.url + "/")
+        metrics = get(busy.url + "/metrics")[1]
+        log = busy.log()
+    assert 'muffin_v_chihuahua_requests_refused_total{reason="connection limit"} 2.0' in metrics, metrics
+    assert "Exceeded concurrency limit." in log and "Traceback" not in log
+
+
+def urllib_answer(url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, dict]:
+    """(status, headers, JSON body) of one request by urllib (which says Connection: close); a reset raises."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, body, headers or {}), timeout=60) as answer:
+            return answer.status, {k.title(): v for k, v in answer.headers.items()}, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, {k.title(): v for k, v in refused.headers.items()}, json.loads(refused.read())
+
+
 # ----- concurrency ------------------------------------------------------------------------------------
 
 
@@ -505,6 +545,28 @@ def test_serve_with_a_bad_setting_says_which(monkeypatch, capsys):
     monkeypatch.setenv("MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB", "lots")
     assert main(["serve", "--port", str(free_port())]) == 2
     assert "MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB" in capsys.readouterr().err
+
+
+def test_serve_stopped_by_ctrl_c_exits_130_with_one_line_and_no_traceback(tmp_path):
+    port, log = free_port(), tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "muffin_v_chihuahua", "serve", "--port", str(port), "--engine", "onnx"],
+            env=clean_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=default_sigint,
+        )
+        try:
+            wait_for(f"http://127.0.0.1:{port}/", process=process)
+            process.send_signal(signal.SIGINT)
+            status = process.wait(timeout=60)
+        finally:
+            stop(process)
+    lines = log.read_text().splitlines()
+    assert status == EXIT_INTERRUPTED == 130, lines
+    assert "Traceback" not in "\n".join(lines) and "Shutting down" in "\n".join(lines), lines
+    assert lines[-1] == "muffin-v-chihuahua: interrupted", lines
 
 
 def test_the_page_and_the_cli_do_not_import_the_service_libraries():

@@ -3,10 +3,12 @@
 A body is held whole until a worker decodes it, and uvicorn reads every connection's body at once: without a
 bound, 24 clients each sending 16 images of 9 MB held 4.5 GB. Here every request's body bytes are reserved
 from one budget: all of them up front when it declares a Content-Length, else as they arrive. A request that
-does not fit is refused early with 503, Retry-After and the service's JSON error body; its body is first read
-and dropped (so that a client that sends its whole body before reading, as requests and httpx do, reads the
-503 rather than a reset connection). The reservation is released when the request is done, whatever happened
-(an answer, an error, a client that went away).
+does not fit is refused with 503, Retry-After and the service's JSON error body: from its Content-Length
+before a byte of its body is read (nor invited: a client that sent `Expect: 100-continue` never sends it),
+else as soon as its bytes pass the budget. The rest of a refused body is read and dropped after the answer
+(draining.py), so that a client that sends its whole body before reading reads the 503, not a reset. The
+reservation is released when the request is done, whatever happened (an answer, an error, a client that
+went away).
 
 The default budget (budget()) is room for the requests the workers can process at once plus QUEUED more,
 each as large as the limits allow; MAX_HELD_MB_VARIABLE (settings.py) sets another.
@@ -15,20 +17,13 @@ each as large as the limits allow; MAX_HELD_MB_VARIABLE (settings.py) sets anoth
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
-import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from muffin_v_chihuahua.service.bodies import DISCARD_IDLE_SECONDS, BadInput
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from muffin_v_chihuahua.service.bodies import BadInput
 
 QUEUED = 1  # requests waiting, bodies read, for a worker: the next one starts without waiting for a body
 RETRY_AFTER_SECONDS = 1  # a request of the largest kind takes about a second of a worker
@@ -40,14 +35,10 @@ def budget(request_limit: int, workers: int) -> int:
 
 
 class Overloaded(BadInput):
-    """A request refused because its body would not fit in the budget: 503 with Retry-After."""
+    """A request refused because the service is busy (`why`: with what): 503 with Retry-After."""
 
-    def __init__(self, held: int, budget: int):
-        mb = 1024 * 1024
-        super().__init__(
-            503,
-            [(None, f"the service is busy ({held / mb:.0f} of {budget / mb:.0f} MB of requests held): retry later")],
-        )
+    def __init__(self, why: str):
+        super().__init__(503, [(None, f"the service is busy ({why}): retry later")])
 
 
 class Admission:
@@ -71,6 +62,11 @@ class Admission:
         with self._lock:
             self.held -= size
 
+    def overloaded(self) -> Overloaded:
+        """What a request that does not fit is told: the bytes held, against the budget."""
+        mb = 1024 * 1024
+        return Overloaded(f"{self.held / mb:.0f} of {self.budget / mb:.0f} MB of requests held")
+
 
 class AdmissionMiddleware:
     """ASGI middleware: each request's body bytes reserved from `admission` (see the module's docstring).
@@ -87,32 +83,24 @@ class AdmissionMiddleware:
             return
         headers = {name.lower(): value for name, value in scope["headers"]}
         declared = headers.get(b"content-length", b"").decode("latin-1")
-        expects = headers.get(b"expect", b"").lower() == b"100-continue"
         reserved = 0
         try:
             if declared.isdigit() and 0 < int(declared) <= self.request_limit:
                 if not self.admission.reserve(int(declared)):
-                    await self._drain(receive, expects, int(declared))
-                    await self._refuse(scope, send, Overloaded(self.admission.held, self.admission.budget))
+                    await self._refuse(scope, send, self.admission.overloaded())
                     return
                 reserved = int(declared)
-            received, drained = 0, False
+            received = 0
 
             async def counted() -> Message:
-                """The app's receive: arriving bytes beyond the reservation are reserved, or it raises Overloaded
-                once the rest of the body is dropped (then it answers the body's end)."""
-                nonlocal received, reserved, drained
-                if drained:
-                    return {"type": "http.request", "body": b"", "more_body": False}
+                """The app's receive: arriving bytes beyond the reservation are reserved, or it raises Overloaded."""
+                nonlocal received, reserved
                 message = await receive()
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > reserved:
                         if not self.admission.reserve(received - reserved):
-                            drained = True
-                            if message.get("more_body", False):
-                                await self._drain(receive, expects, self.request_limit)
-                            raise Overloaded(self.admission.held, self.admission.budget)
+                            raise self.admission.overloaded()
                         reserved = received
                 return message
 
@@ -121,28 +109,8 @@ class AdmissionMiddleware:
             self.admission.release(reserved)
 
     @staticmethod
-    async def _drain(receive: Receive, expects: bool, limit: int) -> None:
-        """Read the rest of a refused body and drop it, as bodies.discard_rest does: not when the client waits
-        for the answer first (Expect: 100-continue), nor past `limit` bytes, nor once it has been silent for
-        DISCARD_IDLE_SECONDS."""
-        if expects:
-            return
-        discarded = 0
-        try:
-            while discarded <= limit:
-                with anyio.fail_after(DISCARD_IDLE_SECONDS):
-                    message = await receive()
-                if message["type"] != "http.request":
-                    return
-                discarded += len(message.get("body", b""))
-                if not message.get("more_body", False):
-                    return
-        except TimeoutError:
-            return
-
-    @staticmethod
     async def _refuse(scope: Scope, send: Send, error: Overloaded) -> None:
-        async def nothing() -> Message:
+        async def nothing() -> Message:  # the answer never asks for the body: an expecting client is not invited
             return {"type": "http.disconnect"}
 
         await answer(error)(scope, nothing, send)
@@ -154,13 +122,27 @@ async def overloaded(request: Request, error: Exception) -> JSONResponse:
     return answer(error)
 
 
-def answer(error: Overloaded) -> JSONResponse:
-    """The 503 answer: the service's JSON error body ({"detail", "errors"}) and Retry-After."""
+def answer(error: Overloaded, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The 503 answer: the service's JSON error body ({"detail", "errors"}), Retry-After and `headers`."""
     errors = [{"file": name, "error": message} for name, message in error.errors]
     detail = "; ".join(message for _, message in error.errors)
     return JSONResponse(
-        {"detail": detail, "errors": errors}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        {"detail": detail, "errors": errors},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})},
     )
+
+
+def refusing_every_request(on_refused: Callable[[], None]) -> ASGIApp:
+    """An ASGI app that answers every request 503 busy, with `Connection: close` (fewer connections is the
+    point), calling on_refused: uvicorn's answer past its limit_concurrency (app.run), in the service's shape."""
+    error = Overloaded("too many connections or requests at once")
+
+    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        on_refused()
+        await answer(error, {"Connection": "close"})(scope, receive, send)
+
+    return refuse
 
 
 def install(app: FastAPI, held_bytes: int, request_limit: int, on_refused: Callable[[], None]) -> Admission:

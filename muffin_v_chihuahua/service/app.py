@@ -21,12 +21,10 @@ that fails to load makes run() stop the server, so that the process exits and a 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -34,18 +32,14 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 
-from muffin_v_chihuahua import __version__, cpus, engines, images
-from muffin_v_chihuahua.classifier import model_dir_from_environment, neither_threshold_from_environment
-from muffin_v_chihuahua.environment import SettingError, setting
-from muffin_v_chihuahua.service import admission, inference_protocol, observing
+from muffin_v_chihuahua import __version__, cpus
+from muffin_v_chihuahua.service import admission, draining, inference_protocol, observing
 from muffin_v_chihuahua.service.bodies import (
     ACCEPTED,
     MULTIPART_FIELDS,
-    MULTIPART_OVERHEAD,
     BadInput,
     Upload,
     check_type,
-    discard_rest,
     media_type,
     read_body,
     read_multipart,
@@ -54,59 +48,15 @@ from muffin_v_chihuahua.service.inference import Undecodable, classify
 from muffin_v_chihuahua.service.loading import Model
 from muffin_v_chihuahua.service.metrics import Metrics
 from muffin_v_chihuahua.service.schemas import PREDICT_BODY, Health, NotReady, Predictions, Problem
-from muffin_v_chihuahua.service.settings import (
-    LOG_FORMAT_VARIABLE,
-    LOG_FORMATS,
-    MAX_FILES,
-    MAX_FILES_VARIABLE,
-    MAX_HELD_MB_VARIABLE,
-    MAX_UPLOAD_MB_VARIABLE,
-    TEST_LOAD_DELAY_VARIABLE,
-)
+from muffin_v_chihuahua.service.settings import Settings
 
 
-def create_app(
-    engine: str | None = None,
-    *,
-    max_upload_mb: float | None = None,
-    max_files: int | None = None,
-    load_delay: float | None = None,
-    model_dir: Path | None = None,
-    log_format: str | None = None,
-    precision: str | None = None,
-    neither_threshold: float | None = None,
-) -> FastAPI:
-    """The service; unset arguments come from the environment (see the *_VARIABLE names above)."""
-    engine = engine or os.environ.get(engines.ENGINE_VARIABLE, "auto")
-    precision = precision or os.environ.get(engines.PRECISION_VARIABLE, "auto")
-    if precision not in engines.PRECISIONS:
-        raise SettingError(
-            f"{engines.PRECISION_VARIABLE} must be one of {', '.join(engines.PRECISIONS)}, not {precision!r}"
-        )
-    if max_upload_mb is None:
-        max_upload_mb = setting(MAX_UPLOAD_MB_VARIABLE, float, float(images.MAX_UPLOAD_MB))
-    if not 0 < max_upload_mb <= images.MAX_UPLOAD_MB:
-        raise SettingError(
-            f"{MAX_UPLOAD_MB_VARIABLE} must be more than 0 and at most {images.MAX_UPLOAD_MB} (MB), not {max_upload_mb}"
-        )
-    if max_files is None:
-        max_files = setting(MAX_FILES_VARIABLE, int, MAX_FILES)
-    if max_files < 1:
-        raise SettingError(f"{MAX_FILES_VARIABLE} must be at least 1, not {max_files}")
-    if load_delay is None:
-        load_delay = setting(TEST_LOAD_DELAY_VARIABLE, float, 0.0)
-    if log_format is None:
-        log_format = setting(LOG_FORMAT_VARIABLE, str, "text").lower()
-    if log_format not in LOG_FORMATS:
-        raise SettingError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
-    observing.configure(log_format)
-    max_bytes = int(max_upload_mb * 1024 * 1024)
+def create_app(settings: Settings) -> FastAPI:
+    """The service, made with `settings` (Settings.from_environment(): what the environment says)."""
+    observing.configure(settings.log_format)
+    max_bytes, max_files = settings.max_bytes, settings.max_files
     model = Model(
-        engine,
-        load_delay,
-        model_dir if model_dir is not None else model_dir_from_environment(),
-        precision,
-        neither_threshold if neither_threshold is not None else neither_threshold_from_environment(),
+        settings.engine, settings.load_delay, settings.model_dir, settings.precision, settings.neither_threshold
     )
     metrics = Metrics(lambda: {**model.identity} if model.classifier is not None else None, __version__)
     # Inference and decoding run in worker threads, as many at once as this process has cores: more only
@@ -134,11 +84,20 @@ def create_app(
     )
     app.state.model = model
     # Bodies are held until decoded: the bytes of all requests at once are bounded, past it 503 (admission.py).
-    request_limit = max_files * max_bytes + MULTIPART_OVERHEAD
-    held_mb = setting(MAX_HELD_MB_VARIABLE, float, admission.budget(request_limit, int(workers.total_tokens)) / 2**20)
-    if held_mb <= 0:
-        raise SettingError(f"{MAX_HELD_MB_VARIABLE} must be more than 0 (MB), not {held_mb}")
-    admission.install(app, int(held_mb * 2**20), request_limit, lambda: metrics.refused("memory budget"))
+    request_limit = settings.request_limit
+    held_bytes = (
+        int(settings.max_held_mb * 2**20)
+        if settings.max_held_mb is not None
+        else admission.budget(request_limit, cpu_count)
+    )
+    admission.install(app, held_bytes, request_limit, lambda: metrics.refused("memory budget"))
+    # Outside admission: a refused body's rest is read after its reservation is released.
+    largest_body = max(request_limit, inference_protocol.body_limit(max_bytes, max_files))
+    app.add_middleware(draining.FinishReading, limit=largest_body)
+    # What uvicorn answers past its limit_concurrency, without this app (run() hands it over): the same JSON 503.
+    app.state.past_the_limit = draining.FinishReading(
+        admission.refusing_every_request(lambda: metrics.refused("connection limit")), limit=largest_body
+    )
     app.state.metrics = metrics
     app.add_middleware(observing.Observe, metrics=metrics)
 
@@ -170,7 +129,7 @@ def create_app(
             "status": "ok",
             "app_version": __version__,
             **model.identity,
-            "max_upload_mb": max_upload_mb,
+            "max_upload_mb": settings.max_upload_mb,
             "max_files": max_files,
         }
 
@@ -228,26 +187,22 @@ def create_app(
             return not_ready()
         classifier = model.classifier
         content_type = media_type(request.headers.get("content-type", ""))
-        try:
-            if content_type == "multipart/form-data":
-                uploads = await read_multipart(request, max_bytes, max_files)
-            elif content_type.startswith("image/"):
-                uploads = [Upload(filename, content_type, await read_body(request, max_bytes, filename))]
-            else:
-                shown = content_type or "no content type"
-                raise BadInput(
-                    415,
-                    [
-                        (
-                            filename,
-                            f"{shown} is not accepted: send multipart/form-data files under "
-                            f"{MULTIPART_FIELDS[0]!r} or one image as the body ({ACCEPTED})",
-                        )
-                    ],
-                )
-        except BadInput:
-            await discard_rest(request, 2 * max_bytes + MULTIPART_OVERHEAD)
-            raise
+        if content_type == "multipart/form-data":
+            uploads = await read_multipart(request, max_bytes, max_files)
+        elif content_type.startswith("image/"):
+            uploads = [Upload(filename, content_type, await read_body(request, max_bytes, filename))]
+        else:
+            shown = content_type or "no content type"
+            raise BadInput(
+                415,
+                [
+                    (
+                        filename,
+                        f"{shown} is not accepted: send multipart/form-data files under "
+                        f"{MULTIPART_FIELDS[0]!r} or one image as the body ({ACCEPTED})",
+                    )
+                ],
+            )
         for upload in uploads:
             check_type(upload)
         try:
@@ -274,6 +229,8 @@ def create_app(
     return app
 
 
+# Connections plus tasks at once (idle keep-alive connections count) past which uvicorn refuses requests (503).
+CONNECTIONS = 256
 # Not an image at all: 415. Empty, truncated, corrupt or too many pixels: 422.
 STATUS_BY_KIND = {"not-an-image": 415, "too-large": 413, "empty": 422, "corrupt": 422, "too-many-pixels": 422}
 
@@ -282,20 +239,24 @@ def run(app: FastAPI, host: str, port: int) -> str | None:
     """Serve `app` (see create_app) until interrupted (SIGINT or SIGTERM stop it gracefully) or until its model
     fails to load; returns why the model failed, or None."""
     import uvicorn
+    from uvicorn.protocols.http import h11_impl
 
+    # uvicorn answers past limit_concurrency itself, without the app, in plain text, and has no setting for it:
+    # its h11 protocol looks that answer up by this name each time, so the service's JSON 503 takes its place.
+    h11_impl.service_unavailable = app.state.past_the_limit  # type: ignore[attr-defined]  # imported there, not exported
     # Our middleware logs one line per request: uvicorn's access log would say the same again.
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http="h11",  # the protocol whose answer past the limit is ours (httptools is not installed anyway)
         log_level="info",
         access_log=False,
         timeout_graceful_shutdown=10,
-        # Memory is bounded by admission.py's budget (503 + Retry-After, the body drained), not by these:
-        # uvicorn's own 503 past limit_concurrency is plain text and does not read the body (a client that
-        # sends first sees a reset), so it is only a backstop against a flood of connections, far above the
-        # few requests the budget admits; each connection past the budget holds only uvicorn's 64 KB buffer.
-        limit_concurrency=256,  # connections plus tasks at once; idle keep-alive connections count
+        # Memory is bounded by admission.py's budget (503 + Retry-After), not by these: limit_concurrency is a
+        # backstop against a flood of connections, far above the few requests the budget admits; each
+        # connection past the budget holds only uvicorn's 64 KB buffer.
+        limit_concurrency=CONNECTIONS,
         backlog=256,  # connections the kernel queues before accept (their bytes are the kernel's, not ours)
         timeout_keep_alive=5,  # s: an idle keep-alive connection is closed soon, so idle ones do not fill the limit
     )

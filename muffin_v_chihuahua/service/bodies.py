@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import python_multipart
 from fastapi import Request
 from python_multipart.multipart import parse_options_header
@@ -33,8 +32,6 @@ ACCEPTED = "image/jpeg, image/png, image/webp, image/gif, image/bmp or image/tif
 UNTYPED = ("", "application/octet-stream")
 MULTIPART_FIELDS = ("files", "file")
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers, per request
-# A refused body's rest is read and dropped (see discard_rest) until none of it has arrived for this long.
-DISCARD_IDLE_SECONDS = 1.0
 
 
 class BadInput(Exception):
@@ -68,25 +65,6 @@ def _check_declared_length(request: Request, limit: int, name: str | None, what:
         raise BadInput(
             413, [(name, f"{what} of {int(declared):,} bytes is larger than the limit of {_megabytes(limit)}")]
         )
-
-
-async def discard_rest(request: Request, limit: int) -> None:
-    """Read what is left of a refused body and drop it, so that a client that sends its whole body before it
-    reads the answer (urllib, requests, httpx) reads our 413 or 415 rather than a connection reset. Not when
-    the body is larger than `limit`, nor when the client waits for the answer before sending (`Expect:
-    100-continue`, as curl does), nor once no more of it has arrived for DISCARD_IDLE_SECONDS."""
-    if request.headers.get("expect", "").lower() == "100-continue":
-        return
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return
-    stream, discarded = request.stream(), 0
-    try:
-        while discarded <= limit:  # a chunked body declares no length
-            with anyio.fail_after(DISCARD_IDLE_SECONDS):
-                discarded += len(await stream.__anext__())
-    except Exception:  # the end of the body (or it was read already), a silent client, or one that went away
-        return
 
 
 async def read_body(request: Request, limit: int, name: str) -> bytes:

@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse
 from muffin_v_chihuahua import __version__
 from muffin_v_chihuahua.classifier import TOP_LABELS, Prediction
 from muffin_v_chihuahua.service import observing
-from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD, Upload, discard_rest
+from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD, Upload
 from muffin_v_chihuahua.service.inference import Undecodable, classify
 from muffin_v_chihuahua.service.loading import Model
 from muffin_v_chihuahua.service.metrics import Metrics
@@ -93,13 +93,18 @@ def _megabytes(limit: int) -> str:
     return f"{limit / (1024 * 1024):.3g} MB"
 
 
+def body_limit(max_bytes: int, max_files: int) -> int:
+    """The largest infer request body: base64 makes an image a third larger, the JSON around the images is at
+    most HEADER_LIMIT."""
+    return max_files * (4 * math.ceil(max_bytes / 3) + 8) + HEADER_LIMIT
+
+
 def router(
     model: Model, metrics: Metrics, *, max_bytes: int, max_files: int, workers: anyio.CapacityLimiter
 ) -> APIRouter:
     """The protocol's routes for `model`, with /predict's limits: `max_bytes` per image, `max_files` per request."""
     routes = APIRouter(tags=["Open Inference Protocol (KServe v2)"])
-    # base64 makes an image a third larger; the JSON around the images is at most HEADER_LIMIT.
-    body_limit = max_files * (4 * math.ceil(max_bytes / 3) + 8) + HEADER_LIMIT
+    largest = body_limit(max_bytes, max_files)
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status, headers=headers)
@@ -170,7 +175,7 @@ def router(
             return not_ready()
         classifier = model.classifier
         try:
-            header, blobs = await _read_request(request, body_limit)
+            header, blobs = await _read_request(request, largest)
             data, outputs, binary = _parse(header, blobs, max_bytes, max_files)
             uploads = [Upload(f"{INPUT}[{index}]", "", element) for index, element in enumerate(data)]
             predictions = await anyio.to_thread.run_sync(
@@ -179,7 +184,6 @@ def router(
         except Undecodable as undecodable:
             return error(400, str(undecodable))
         except ProtocolError as refused:
-            await discard_rest(request, 2 * body_limit)
             return error(refused.status, refused.message)
         metrics.predicted(prediction.verdict for prediction in predictions)
         observing.note(request, (prediction.verdict for prediction in predictions))
