@@ -193,8 +193,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         augmented_looks,
         looks_of,
         size,
-        backbones.imagenet_classifier(base),
-        imagenet_names,
+        neither.ImageNet(imagenet_names, *backbones.imagenet_classifier(base)),
     )
     print(
         f"model: 'neither' below evidence {neither_rule['threshold']:.2f} against the strongest ImageNet rival: flags "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -176,6 +177,20 @@ def aliases(imagenet_names: Sequence[str]) -> dict[str, list[int]]:
     return {label: [imagenet_names.index(name) for name in names] for label, names in ALIASES.items()}
 
 
+@dataclass(frozen=True)
+class ImageNet:
+    """The backbone's ImageNet layer: its class names, which the rule names rivals and finds a class's aliases by,
+    and its weights (C, 1000) and bias, along which near misses are made."""
+
+    names: Sequence[str]
+    weights: Floats
+    bias: Floats
+
+    @property
+    def aliases(self) -> dict[str, list[int]]:
+        return aliases(self.names)
+
+
 def unit(features: Floats) -> npt.NDArray[np.float64]:
     features = np.asarray(features, dtype=np.float64)
     return np.asarray(features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12))
@@ -196,14 +211,14 @@ def similarity_scale(dataset: Looks, negatives: Looks, own: Mapping[str, Sequenc
     return float(slope), float(intercept), float(np.corrcoef(nearest, logit)[0, 1])
 
 
-def fit(dataset: Looks, negatives: Looks, imagenet_names: Sequence[str], threshold: float = 0.5) -> EvidenceRule:
+def fit(dataset: Looks, negatives: Looks, imagenet: ImageNet, threshold: float = 0.5) -> EvidenceRule:
     """The rule from the dataset photos (references, and with the negatives the similarity's scale)."""
-    own = aliases(imagenet_names)
+    own = imagenet.aliases
     labels = np.array(dataset.labels)
     references = {label: unit(dataset.features[labels == label]) for label in sorted(own) if not own[label]}
     slope, intercept, _ = similarity_scale(dataset, negatives, own)
     dogs = range(DOG_CLASSES[0], DOG_CLASSES[1] + 1)
-    return EvidenceRule(own, references, (slope, intercept), threshold, dogs, imagenet_names)
+    return EvidenceRule(own, references, (slope, intercept), threshold, dogs, imagenet.names)
 
 
 def margins(rule: EvidenceRule, looks: Looks) -> npt.NDArray[np.float64]:
@@ -229,11 +244,12 @@ def collapse_scale(features: Floats, logits: Floats, weights: Floats) -> float:
     return float((seen * features).sum() / (seen * seen).sum())
 
 
-def near_misses(looks: Looks, weights: Floats, bias: Floats, own: Mapping[str, Sequence[int]], shift: float) -> Looks:
+def near_misses(looks: Looks, imagenet: ImageNet, shift: float) -> Looks:
     """Each photo moved from what ImageNet sees in it to each of its NEAR_MISSES likeliest ImageNet classes that are
     not its class: features + shift * (that class's centred weights - the probability-weighted mean of them), kept
     non-negative as pooled activations are. Its logits follow from ImageNet's layer; it is judged for its class."""
-    centred = weights - weights.mean(axis=1, keepdims=True)
+    own = imagenet.aliases
+    centred = imagenet.weights - imagenet.weights.mean(axis=1, keepdims=True)
     probabilities = softmax(looks.logits)
     moved, labels = [], []
     for features, row, label in zip(looks.features, probabilities, looks.labels, strict=True):
@@ -241,7 +257,7 @@ def near_misses(looks: Looks, weights: Floats, bias: Floats, own: Mapping[str, S
         moved += [np.maximum(features + shift * (centred[:, i] - centred @ row), 0) for i in rivals]
         labels += [label] * len(rivals)
     features = np.stack(moved)
-    return Looks(features, features @ weights + bias, labels)
+    return Looks(features, features @ imagenet.weights + imagenet.bias, labels)
 
 
 def cross_validated(
@@ -249,14 +265,11 @@ def cross_validated(
     augmented_copies: Sequence[Looks],
     calibration: Looks,
     held_out: Looks,
-    weights: Floats,
-    bias: Floats,
-    imagenet_names: Sequence[str],
+    imagenet: ImageNet,
 ) -> dict[str, npt.NDArray[np.float64]]:
     """Margins judged by rules fitted without the photo's fold (the head's folds): the dataset photos, their
     augmented copies, their near misses, and the held-out pictures that are neither."""
-    own = aliases(imagenet_names)
-    shift = collapse_scale(dataset.features, dataset.logits, weights)
+    shift = collapse_scale(dataset.features, dataset.logits, imagenet.weights)
     found: dict[str, list[npt.NDArray[np.float64]]] = {
         "dataset": [],
         "augmented": [],
@@ -265,11 +278,11 @@ def cross_validated(
     }
     order = []
     for train, test in StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(dataset.features, dataset.labels):
-        rule = fit(dataset.take(train), calibration, imagenet_names)
+        rule = fit(dataset.take(train), calibration, imagenet)
         order.append(test)
         found["dataset"].append(margins(rule, dataset.take(test)))
         found["augmented"] += [margins(rule, copies.take(test)) for copies in augmented_copies]
-        found["near_misses"].append(margins(rule, near_misses(dataset.take(test), weights, bias, own, shift)))
+        found["near_misses"].append(margins(rule, near_misses(dataset.take(test), imagenet, shift)))
         found["negatives"].append(margins(rule, held_out))
     by_photo = np.empty(len(dataset.labels))
     by_photo[np.concatenate(order)] = np.concatenate(found["dataset"])
@@ -313,14 +326,13 @@ def calibrate(
     augmented_copies: Sequence[Looks],
     looks_of: Callable[[npt.NDArray[np.float32]], Looks],
     size: tuple[int, int],
-    classifier: tuple[Floats, Floats],
-    imagenet_names: list[str],
+    imagenet: ImageNet,
 ) -> tuple[dict[str, Any], npt.NDArray[np.float32]]:
     """The rule for the model card, with its measured rates, and its references (the array the card's file holds).
 
     dataset, names: the dataset photos (true classes) and their names; augmented_copies: per augmentation, the same
     photos augmented, in the same order; looks_of: model input arrays -> Looks judged for the head's class; size: the
-    model's input (width, height); classifier: ImageNet's layer as (weights (C, 1000), bias).
+    model's input (width, height); imagenet: the backbone's ImageNet layer.
     """
     negatives = negative_photos()
     calibration_names, held_out_names = split(list(negatives))
@@ -329,9 +341,9 @@ def calibrate(
         return looks_of(np.stack([images.decode(negatives[name], size) for name in chosen]))
 
     calibration, held_out = negative_looks(calibration_names), negative_looks(held_out_names)
-    found = cross_validated(dataset, augmented_copies, calibration, held_out, *classifier, imagenet_names)
+    found = cross_validated(dataset, augmented_copies, calibration, held_out, imagenet)
     threshold = choose_threshold(curve(found, THRESHOLDS))
-    rule = fit(dataset, calibration, imagenet_names, threshold)
+    rule = fit(dataset, calibration, imagenet, threshold)
     slope, intercept, correlation = similarity_scale(dataset, calibration, rule.aliases)
     at = curve(found, [threshold])[0]
     flagged = [name for name, margin in zip(names, found["dataset"], strict=True) if evidence_of(margin) < threshold]

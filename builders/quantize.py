@@ -84,13 +84,27 @@ class _Photos(CalibrationDataReader):
         return None if batch is None else {self._input: batch}
 
 
-def quantize(float_path: Path, int8_path: Path, calibration: npt.NDArray[np.float32]) -> dict[str, Any]:
-    """Write the int8 model; return how it was made, for the card."""
+def depthwise_convolutions(model: onnx.ModelProto) -> list[str]:
+    """The convolutions with a filter per channel (group > 1): benchmarks/ measures the int8 model with these kept in
+    float32 too, to see whether quantizing them pays (in a session without ONNX Runtime's WeightBiasQuantization,
+    which would quantize them again between their QDQ pairs)."""
+    return [
+        node.name
+        for node in model.graph.node
+        if node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute)
+    ]
+
+
+def quantize(
+    float_path: Path, int8_path: Path, calibration: npt.NDArray[np.float32], depthwise_in_float: bool = False
+) -> dict[str, Any]:
+    """Write the int8 model (with depthwise_in_float, its depthwise convolutions too are kept in float32); return how
+    it was made, for the card."""
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(float_path, prepared)
         model = onnx.load(prepared)
-        excluded = kept_in_float(model)
+        excluded = kept_in_float(model) + (depthwise_convolutions(model) if depthwise_in_float else [])
         quantize_static(
             prepared,
             int8_path,

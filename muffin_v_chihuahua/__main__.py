@@ -3,60 +3,42 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import csv
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Generator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn, Protocol
+from typing import TYPE_CHECKING, NoReturn
 
-import numpy as np
-from PIL import Image
-
-from muffin_v_chihuahua import (
-    __version__,
-    cpus,
-    demo,
-    engines,
-    evaluation,
-    evaluation_report,
-    heatmaps,
-    images,
-    text_table,
-    verdicts_csv,
-)
-from muffin_v_chihuahua.classifier import (
+from muffin_v_chihuahua import __version__, cpus, engines, uploads
+from muffin_v_chihuahua.environment import (
+    INFERENCE_URL_VARIABLE,
     MODEL_DIR_VARIABLE,
     NEITHER_THRESHOLD_VARIABLE,
-    Classifier,
-    ModelFilesError,
-    Prediction,
+    SettingError,
     model_dir_from_environment,
     neither_threshold_from_environment,
     parse_neither_threshold,
 )
-from muffin_v_chihuahua.environment import SettingError
-from muffin_v_chihuahua.ray_batch import FORMATS, OutputExists
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+# Only modules that import neither NumPy nor Pillow are imported above: run-demo becomes Streamlit without them
+# (its page imports its own), and the commands that run the model import theirs when they run.
 
 PAGE = Path(__file__).with_name("display_predictions_with_an_embedded_model.py")
 DEMO_DEFAULTS = {
     "--server.port": "8080",
     "--server.headless": "true",
-    "--server.maxUploadSize": str(images.MAX_UPLOAD_MB),
+    "--server.maxUploadSize": str(uploads.MAX_UPLOAD_MB),
     "--browser.gatherUsageStats": "false",
     # An unexpected error shows its type in the page, never a traceback (that goes to the log).
     "--client.showErrorDetails": "type",
     "--client.toolbarMode": "viewer",  # no developer menu (rerun, deploy) for visitors
 }
-BATCH = 16
-# Threads that decode photos while the model predicts (Pillow lets go of the GIL while it decodes): a few, so
-# that the photos being decoded at once stay few too (a 40-megapixel PNG is 120 MB).
-DECODERS = min(4, cpus.usable())
+BATCH_FORMATS = ("parquet", "jsonl", "csv")  # batch's output parts: muffin_v_chihuahua.ray_batch writes each
 # The statuses a shell reports for a command a signal ended: Ctrl-C (130), and a reader that went away (141:
 # SIGPIPE is 13 on every POSIX system; Windows' signal module has no SIGPIPE).
 EXIT_INTERRUPTED = 128 + signal.SIGINT
@@ -75,12 +57,10 @@ def run_demo(
 
     exec, not a child process: signals (a container's SIGTERM, a terminal's Ctrl-C) reach Streamlit itself.
     """
-    from muffin_v_chihuahua.remote import URL_VARIABLE  # here: requests is slow to import, and only the page needs it
-
     given = {option.split("=", 1)[0] for option in streamlit_options if option.startswith("--")}
     defaults = [f"{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
     environment = dict(os.environ)
-    if not environment.get(URL_VARIABLE, "").strip():  # a front end runs no model: it needs no engine installed
+    if not environment.get(INFERENCE_URL_VARIABLE, "").strip():  # a front end runs no model: needs no engine
         environment[engines.ENGINE_VARIABLE] = engines.resolve(engine)
         environment[engines.PRECISION_VARIABLE] = precision
     if model_dir is not None:
@@ -90,121 +70,6 @@ def run_demo(
     command = [sys.executable, "-m", "streamlit", "run", str(PAGE), *defaults, *streamlit_options]
     sys.stdout.flush()
     os.execve(sys.executable, command, environment)
-
-
-Decoded = tuple[Image.Image | None, np.ndarray]  # (the upright photo, if kept; the model's input array)
-
-
-def decoding(
-    files: list[Path], size: tuple[int, int], keep_pictures: bool
-) -> Generator[list[tuple[Path, Future[Decoded]]], None, None]:
-    """The files in batches of BATCH, in their order, each with its input array to come (and its upright photo when
-    keep_pictures). When a batch is handed out the next one is already decoding, and no more: two batches at most
-    are held. Close it to stop early."""
-    pool = ThreadPoolExecutor(DECODERS, thread_name_prefix="decode")
-
-    def decode(path: Path) -> Decoded:
-        picture = images.open_rgb(images.read_file(path), size)
-        return (picture if keep_pictures else None), images.to_array(picture, size)
-
-    def submit(batch: list[Path]) -> list[tuple[Path, Future[Decoded]]]:
-        return [(path, pool.submit(decode, path)) for path in batch]
-
-    try:
-        ahead = submit(files[:BATCH])
-        for start in range(0, len(files), BATCH):
-            batch, ahead = ahead, submit(files[start + BATCH : start + 2 * BATCH])
-            yield batch
-    finally:
-        pool.shutdown(cancel_futures=True)  # on Ctrl-C or a closed pipe: only the decodes under way finish
-
-
-class Progress:
-    """'done/total photos' on the last line of a terminal's stderr, redrawn in place. Anything else written to the
-    terminal (rows, when stdout is it too; a skipped file) goes after clear(), and the count is drawn again after."""
-
-    def __init__(self, total: int, shown: bool):
-        self.total, self.shown, self.done, self.drawn = total, shown, 0, ""
-
-    def clear(self) -> None:
-        if self.drawn:
-            print("\r" + " " * len(self.drawn) + "\r", end="", file=sys.stderr, flush=True)
-            self.drawn = ""
-
-    def count(self, photos: int) -> None:
-        self.done += photos
-        if self.shown:
-            sys.stdout.flush()  # this batch's rows first
-            self.drawn = f"{self.done}/{self.total} photos"
-            print("\r" + self.drawn, end="", file=sys.stderr, flush=True)
-
-
-def heatmap_file(folder: Path, path: Path) -> Path:
-    """Where --heatmap-dir puts a photo's overlay: its path as given, inside folder (no root, no '..'), + .png."""
-    inside = [part for part in path.parts if part not in (path.anchor, "..", ".")]
-    return folder.joinpath(*inside).with_name(f"{path.name}.png")
-
-
-def predict_files(
-    files: list[Path],
-    classifier: Classifier,
-    each: Callable[[Path, Image.Image | None, Prediction], None],
-    heatmap: bool = False,
-    keep_pictures: bool = False,
-) -> int:
-    """Predict the files in their order, the next batch decoding while the model runs this one: each(path, its
-    upright photo if keep_pictures else None, its prediction) per photo; a file that cannot be decoded is named on
-    stderr and skipped. A terminal's stderr counts the photos. Returns how many files were skipped."""
-    failures = 0
-    # On a terminal only, where it is redrawn in place; not into a log, and not for a run of one batch.
-    progress = Progress(len(files), shown=sys.stderr.isatty() and len(files) > BATCH)
-    with contextlib.closing(decoding(files, classifier.input_size, keep_pictures)) as batches:
-        for batch in batches:
-            decoded = []
-            for path, pending in batch:
-                try:
-                    decoded.append((path, *pending.result()))
-                except (images.ImageError, OSError) as error:
-                    failures += 1
-                    progress.clear()
-                    print(f"muffin-v-chihuahua: skipped {path}: {images.failure(error)}", file=sys.stderr)
-            predictions = classifier.predict([array for *_, array in decoded], heatmap=heatmap)
-            progress.clear()
-            for (path, picture, _), prediction in zip(decoded, predictions, strict=True):
-                each(path, picture, prediction)
-            progress.count(len(batch))
-    progress.clear()
-    return failures
-
-
-def predict(
-    paths: list[Path],
-    output: str,
-    engine: str,
-    model_dir: Path | None,
-    precision: str = "auto",
-    heatmap: bool = False,
-    heatmap_dir: Path | None = None,
-    neither_threshold: float | None = None,
-) -> int:
-    files = images.photo_files(paths)
-    classifier = Classifier(engine, model_dir, precision, neither_threshold)
-    writer = OUTPUTS[output]()
-
-    def write(path: Path, picture: Image.Image | None, prediction: Prediction) -> None:
-        if heatmap_dir is not None:
-            drawn = heatmap_file(heatmap_dir, path)
-            drawn.parent.mkdir(parents=True, exist_ok=True)
-            assert picture is not None and prediction.heatmap is not None  # both asked for below
-            heatmaps.overlay(picture, prediction.heatmap).save(drawn, format="PNG")
-        if not heatmap:  # --heatmap-dir alone draws the heatmap without adding it to the output
-            prediction = replace(prediction, heatmap=None, heatmap_class=None)
-        writer.write(str(path), prediction)
-
-    drawing = heatmap_dir is not None
-    failures = predict_files(files, classifier, write, heatmap=heatmap or drawing, keep_pictures=drawing)
-    writer.close()
-    return 1 if failures else 0
 
 
 def evaluate(
@@ -219,85 +84,42 @@ def evaluate(
 ) -> int:
     """The figures of the photos in the folders' labelled subfolders (evaluation), judged by the model as predict
     judges them, or taken from batch's Parquet parts in `verdicts`; exit status 1 when a file failed."""
-    photos = evaluation.labelled_photos(folders)
-    if verdicts is not None:
-        outcomes, failures = evaluation.read_verdicts(verdicts, photos)
-        for path, error in failures:
-            print(f"muffin-v-chihuahua: skipped {path}: {error}", file=sys.stderr)
-        failed, judged_by = len(failures), f"batch's verdicts in {verdicts}"
-    else:
-        classifier = Classifier(engine, model_dir, precision, neither_threshold)
-        truths, outcomes = dict(photos), []
+    # Here, as NumPy and Pillow with them: run-demo goes without.
+    from muffin_v_chihuahua import evaluation, evaluation_report
+    from muffin_v_chihuahua.classifier import Classifier, Prediction
+    from muffin_v_chihuahua.predict_command import predict_files
 
-        def record(path: Path, _: Image.Image | None, prediction: Prediction) -> None:
-            outcomes.append(evaluation.outcome(str(path), truths[path], prediction))
+    try:
+        photos = evaluation.labelled_photos(folders)
+        if verdicts is not None:
+            outcomes, failures = evaluation.read_verdicts(verdicts, photos)
+            for path, error in failures:
+                print(f"muffin-v-chihuahua: skipped {path}: {error}", file=sys.stderr)
+            failed, judged_by = len(failures), f"batch's verdicts in {verdicts}"
+        else:
+            classifier = Classifier(engine, model_dir, precision, neither_threshold)
+            truths, outcomes = dict(photos), []
 
-        failed = predict_files([path for path, _ in photos], classifier, record, heatmap=report is not None)
-        threshold = classifier.neither_rule.threshold
-        judged_by = f"the {classifier.engine} model {classifier.model_version}, neither threshold {threshold:g}"
-    figures = evaluation.figures(outcomes, failed, folders, judged_by)
-    if report is not None:
-        evaluation_report.write(report, figures, [outcome for outcome in outcomes if outcome.wrong])
-    print(json.dumps(figures) if as_json else evaluation_report.summary(figures))
-    return 1 if failed else 0
+            def record(path: Path, _: Image.Image | None, prediction: Prediction) -> None:
+                outcomes.append(evaluation.outcome(str(path), truths[path], prediction))
 
-
-class Output(Protocol):
-    """Where predict's results go: write() once per photo, in order, then close()."""
-
-    def write(self, path: str, prediction: Prediction) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class TableOutput:
-    """Aligned columns, printed at close (the widths depend on every row)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str, str, str]] = []
-
-    def write(self, path: str, prediction: Prediction) -> None:
-        top = prediction.imagenet[0]
-        self.rows.append(
-            (
-                path,
-                prediction.verdict,
-                "–" if prediction.probability is None else f"{prediction.probability:.1%}",
-                f"{prediction.evidence:.1%}",
-                f"{top.name} {top.probability:.0%}",
-            )
-        )
-
-    def close(self) -> None:
-        header = ("photo", "verdict", "probability", "evidence", "top ImageNet label")
-        for line in text_table.aligned([header, *self.rows]):
-            print(line)
-
-
-class JsonLinesOutput:
-    def write(self, path: str, prediction: Prediction) -> None:
-        print(json.dumps({"path": path, **prediction.to_dict()}), flush=True)
-
-    def close(self) -> None:
-        pass
-
-
-class CsvOutput:
-    def __init__(self) -> None:
-        self.writer = csv.writer(sys.stdout)
-        self.writer.writerow(verdicts_csv.HEADER)
-
-    def write(self, path: str, prediction: Prediction) -> None:
-        self.writer.writerow(verdicts_csv.row(path, prediction))
-
-    def close(self) -> None:
-        sys.stdout.flush()
-
-
-OUTPUTS: dict[str, Callable[[], Output]] = {"table": TableOutput, "json": JsonLinesOutput, "csv": CsvOutput}
+            failed = predict_files([path for path, _ in photos], classifier, record, heatmap=report is not None)
+            threshold = classifier.neither_rule.threshold
+            judged_by = f"the {classifier.engine} model {classifier.model_version}, neither threshold {threshold:g}"
+        figures = evaluation.figures(outcomes, failed, folders, judged_by)
+        if report is not None:
+            evaluation_report.write(report, figures, [outcome for outcome in outcomes if outcome.wrong])
+        print(json.dumps(figures) if as_json else evaluation_report.summary(figures))
+        return 1 if failed else 0
+    except evaluation.EvaluationError as error:
+        return refused(error)
 
 
 def info(engine: str, model_dir: Path | None, precision: str, neither_threshold: float | None = None) -> int:
+    # Here, as NumPy and Pillow with them: run-demo goes without.
+    from muffin_v_chihuahua import demo
+    from muffin_v_chihuahua.classifier import Classifier
+
     classifier = Classifier(engine, model_dir, precision, neither_threshold)
     photos = demo.photos()
     counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card["class_names"]}
@@ -327,17 +149,20 @@ def batch(args: argparse.Namespace) -> int:
         return 2
     from muffin_v_chihuahua import ray_batch
 
-    return ray_batch.run(
-        args.sources,
-        args.output,
-        args.format,
-        args.ray_address,
-        args.heatmap,
-        engine=args.engine,
-        model_dir=args.model_dir,
-        precision=args.precision,
-        neither_threshold=args.neither_threshold,
-    )
+    try:
+        return ray_batch.run(
+            args.sources,
+            args.output,
+            args.format,
+            args.ray_address,
+            args.heatmap,
+            engine=args.engine,
+            model_dir=args.model_dir,
+            precision=args.precision,
+            neither_threshold=args.neither_threshold,
+        )
+    except ray_batch.OutputExists as error:
+        return refused(error)
 
 
 SERVICE_MODULES = ("fastapi", "uvicorn", "python_multipart")
@@ -429,7 +254,7 @@ def parser() -> argparse.ArgumentParser:
     )
     bulk.add_argument("sources", nargs="+", metavar="SOURCE", help="files, folders, or URIs pyarrow reads (s3://...)")
     bulk.add_argument("--output", required=True, metavar="OUT", help="a new folder (or URI) for the output's parts")
-    bulk.add_argument("--format", choices=FORMATS, default="parquet", help="default: parquet")
+    bulk.add_argument("--format", choices=BATCH_FORMATS, default="parquet", help="default: parquet")
     bulk.add_argument(
         "--ray-address",
         metavar="ADDRESS",
@@ -500,6 +325,9 @@ def run_command(argv: list[str] | None) -> int:
     if args.command == "predict":
         if args.heatmap and args.output != "json":
             parser().error("--heatmap adds the heatmap to --json records: add --json (or draw it with --heatmap-dir)")
+        # Here, as NumPy and Pillow with it: run-demo goes without.
+        from muffin_v_chihuahua.predict_command import predict
+
         return predict(
             args.paths,
             args.output,
@@ -530,6 +358,12 @@ def run_command(argv: list[str] | None) -> int:
     return info(args.engine, args.model_dir, args.precision, args.neither_threshold)
 
 
+def refused(error: Exception) -> int:
+    """A problem the user can put right (an option, a setting, a folder): one line on stderr, exit status 2."""
+    print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """The console script: a problem it expects (a bad engine or model, a closed pipe, Ctrl-C) is one line on
     stderr and an exit status, not a traceback."""
@@ -537,10 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         status = run_command(argv)
         sys.stdout.flush()  # a reader that went away shows here, inside the try, not at interpreter exit
         return status
-    except (engines.EngineUnavailable, SettingError, OutputExists, evaluation.EvaluationError) as error:
-        print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
-        return 2
-    except ModelFilesError as error:
+    except (engines.EngineUnavailable, SettingError) as error:
+        return refused(error)
+    except engines.ModelFilesError as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
         return 1
     except BrokenPipeError:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
@@ -15,27 +14,13 @@ import numpy as np
 import numpy.typing as npt
 
 from muffin_v_chihuahua import engines
-from muffin_v_chihuahua.environment import SettingError, setting
+from muffin_v_chihuahua.engines import ModelFilesError
+from muffin_v_chihuahua.environment import parse_neither_threshold
 from muffin_v_chihuahua.evidence import NEITHER, EvidenceRule
 
 TOP_LABELS = 3
 __all__ = ["NEITHER", "Classifier", "Label", "ModelFilesError", "Prediction"]
 CARD = "card.json"
-# A model folder released apart from the app (run-demo, serve, predict and info take it as --model-dir).
-MODEL_DIR_VARIABLE = "MUFFIN_V_CHIHUAHUA_MODEL_DIR"
-# The "neither" rule's operating point (evidence.py) for the page, the service and the containers; predict's
-# --neither-threshold. Unset: the card's.
-NEITHER_THRESHOLD_VARIABLE = "MUFFIN_V_CHIHUAHUA_NEITHER_THRESHOLD"
-REPAIR = "reinstall muffin-v-chihuahua, or rebuild the model with `make model`"
-
-
-class ModelFilesError(RuntimeError):
-    """A model file is missing, damaged or not the one its card describes; the message names it and says what
-    to do. `path` is that file."""
-
-    def __init__(self, path: Path, problem: str):
-        super().__init__(f"{path} {problem}: {REPAIR}")
-        self.path = path
 
 
 @dataclass(frozen=True)
@@ -180,29 +165,6 @@ class Classifier:
         # What pointed away from the class (negative) is not where the model looked for it: 0, as in Grad-CAM.
         grid = tuple(tuple(float(value) for value in row) for row in np.maximum(maps[:, :, best], 0))
         return replace(prediction, heatmap=grid, heatmap_class=self._class_names[best])
-
-
-def parse_neither_threshold(text: str) -> float:
-    """A "neither" threshold: an evidence (a probability) from 0 to 1, else ValueError."""
-    threshold = float(text)
-    if not 0 <= threshold <= 1:
-        raise ValueError(f"the neither threshold is an evidence from 0 to 1, not {text}")
-    return threshold
-
-
-def neither_threshold_from_environment() -> float | None:
-    """The threshold MUFFIN_V_CHIHUAHUA_NEITHER_THRESHOLD sets, or None: the card's; a bad one raises SettingError."""
-    value = setting(NEITHER_THRESHOLD_VARIABLE, str, "")
-    try:
-        return parse_neither_threshold(value) if value else None
-    except ValueError as error:
-        raise SettingError(f"{NEITHER_THRESHOLD_VARIABLE}={value!r}: {error}") from None
-
-
-def model_dir_from_environment() -> Path | None:
-    """The model folder MUFFIN_V_CHIHUAHUA_MODEL_DIR names, or None: the one in this package."""
-    value = os.environ.get(MODEL_DIR_VARIABLE, "").strip()
-    return Path(value) if value else None
 
 
 def _read_json(path: Path) -> Any:

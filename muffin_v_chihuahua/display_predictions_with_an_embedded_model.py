@@ -22,15 +22,15 @@ from PIL import Image
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from muffin_v_chihuahua import __version__, demo, engines, heatmaps, images, prediction_slots, remote, verdicts_csv
-from muffin_v_chihuahua.classifier import (
-    Classifier,
-    ModelFilesError,
-    Prediction,
+from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
+from muffin_v_chihuahua.environment import (
+    INFERENCE_URL_VARIABLE,
+    SettingError,
     model_dir_from_environment,
     neither_threshold_from_environment,
 )
-from muffin_v_chihuahua.environment import SettingError
 from muffin_v_chihuahua.photo_predictions import Model, Result, predict_photos, shared_cache
+from muffin_v_chihuahua.uploads import MAX_UPLOAD_MB
 
 DEMO_COUNT = 3
 CSV_FILE = "muffin-v-chihuahua-verdicts.csv"
@@ -123,7 +123,7 @@ def show_demo(classifier: Model, heatmap: bool) -> None:
 
 def chosen_photos() -> list[UploadedFile]:
     """The uploads, then the camera's photo, if any: the uploader and the camera side by side (stacked on a phone)."""
-    limit_mb = min(st.get_option("server.maxUploadSize"), images.MAX_UPLOAD_MB)
+    limit_mb = min(st.get_option("server.maxUploadSize"), MAX_UPLOAD_MB)
     uploader, camera = st.columns(2)
     # No `type=` filter: Streamlit would refuse other names with a traceback; the decoder judges the
     # content instead and names the file and the reason.
@@ -186,7 +186,7 @@ def show_service_error(error: remote.ServiceError) -> None:
 
 st.set_page_config(page_title="Muffin or chihuahua", page_icon="🐶", layout="wide")
 st.title("Muffin 🍪 or chihuahua 🐶")
-inference_url = os.environ.get(remote.URL_VARIABLE, "").strip()
+inference_url = os.environ.get(INFERENCE_URL_VARIABLE, "").strip()
 model: Model
 try:
     prediction_slots.from_environment()  # a bad setting is said once, up front, not in each section

@@ -11,9 +11,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, JpegImagePlugin
 
-# Larger uploads are refused before they are read: the page, the CLI and the service share it.
-MAX_UPLOAD_MB = 10
-MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+from muffin_v_chihuahua.uploads import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB
+
 # A 40-megapixel photo decodes to ~120 MB of RGB; anything larger is refused from its header,
 # before decoding, so a small file that declares a huge image cannot exhaust memory.
 MAX_PIXELS = 40_000_000

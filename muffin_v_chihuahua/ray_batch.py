@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     import pyarrow
     import pyarrow.fs
 
-FORMATS = ("parquet", "jsonl", "csv")
 # Photos per model call, and per block of the listing: fewer calls' overhead (2,000 photos ran 13 % faster than at 32
 # on 2 CPUs); Ray's default of 200 blocks cost 1.4 s more to plan for 2,000 photos (a block costs the driver ~3 ms).
 BATCH = 64

@@ -27,7 +27,6 @@ from urllib3.util import Retry
 
 from muffin_v_chihuahua.classifier import Prediction
 
-URL_VARIABLE = "INFERENCE_URL"  # set (e.g. http://ml-service:8000): the page asks that service
 CONNECT_RETRIES = 3
 # Only a connection that could not be opened (refused, name not resolved, connect timeout) is tried again:
 # nothing was sent, so no prediction is ever sent twice; any error once a request is sent is reported.

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from muffin_v_chihuahua import images
+from muffin_v_chihuahua import images, uploads
 
 VERDICT = "verdict"
 DATASET_PHOTO = Path(__file__).resolve().parents[1] / "muffin_v_chihuahua" / "data" / "chihuahua" / "1.jpg"
@@ -188,7 +188,7 @@ def cases() -> tuple[Case, ...]:
         Case("png-bomb", "bomb.png", png_declaring(100_000, 100_000), "too-many-pixels"),
         Case("gif-bomb", "bomb.gif", gif_declaring(65_000, 65_000), "too-many-pixels"),
         Case("huge-real-image", "huge.png", encode(Image.new("L", (huge_side, huge_side)), "PNG"), "too-many-pixels"),
-        Case("over-size-limit", "heavy.jpg", jpeg + b"\x00" * (images.MAX_UPLOAD_MB * 1024 * 1024), "too-large"),
+        Case("over-size-limit", "heavy.jpg", jpeg + b"\x00" * (uploads.MAX_UPLOAD_MB * 1024 * 1024), "too-large"),
     )
 
 

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import muffin_v_chihuahua
 from muffin_v_chihuahua import engines, prediction_slots
-from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE
+from muffin_v_chihuahua.environment import MODEL_DIR_VARIABLE
 from tests import corpus
 from tests.conftest import DEFAULT_FILES, PACKAGE
 

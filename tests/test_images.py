@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from muffin_v_chihuahua import images
+from muffin_v_chihuahua import images, uploads
 from tests import corpus
 from tests.conftest import ROOT
 from tests.corpus import encode
@@ -179,7 +179,7 @@ def test_read_file_gives_a_files_bytes_and_refuses_one_over_the_limit_from_its_s
     photo.write_bytes(JPEG)
     assert images.read_file(photo) == JPEG
     with (tmp_path / "huge.jpg").open("wb") as sparse:  # 11 MB that take no space: refused before any is read
-        sparse.truncate((images.MAX_UPLOAD_MB + 1) * 1024 * 1024)
+        sparse.truncate((uploads.MAX_UPLOAD_MB + 1) * 1024 * 1024)
     with pytest.raises(images.ImageError) as refused:
         images.read_file(tmp_path / "huge.jpg")
     assert refused.value.kind == "too-large"

@@ -18,9 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from muffin_v_chihuahua import __version__, cpus, images
-from muffin_v_chihuahua.__main__ import BATCH, EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
-from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE, NEITHER_THRESHOLD_VARIABLE, Classifier, Prediction
+from muffin_v_chihuahua import __version__, cpus, images, uploads
+from muffin_v_chihuahua.__main__ import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
+from muffin_v_chihuahua.classifier import Classifier, Prediction
+from muffin_v_chihuahua.environment import MODEL_DIR_VARIABLE, NEITHER_THRESHOLD_VARIABLE
+from muffin_v_chihuahua.predict_command import BATCH
 from tests import corpus
 from tests.conftest import PACKAGE, ROOT
 from tests.servers import default_sigint, free_port, running, wait_for
@@ -139,11 +141,11 @@ def test_a_missing_file_is_reported_and_fails(tmp_path, capsys):
 def test_a_file_over_the_size_limit_is_skipped(tmp_path, capsys):
     path = tmp_path / "huge.jpg"
     with path.open("wb") as sparse:  # 11 MB that take no space on disk
-        sparse.truncate((images.MAX_UPLOAD_MB + 1) * 1024 * 1024)
+        sparse.truncate((uploads.MAX_UPLOAD_MB + 1) * 1024 * 1024)
     assert main(["predict", "--json", str(path)]) == 1
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == f"muffin-v-chihuahua: skipped {path}: the file is larger than {images.MAX_UPLOAD_MB} MB\n"
+    assert err == f"muffin-v-chihuahua: skipped {path}: the file is larger than {uploads.MAX_UPLOAD_MB} MB\n"
 
 
 def test_info_prints_version_engine_card_and_photo_counts(capsys, classifier, engine):
@@ -352,6 +354,19 @@ def test_run_demo_hands_its_model_folder_to_the_page_server(model_copy, tmp_path
         wait_for(f"http://127.0.0.1:{port}/_stcore/health", process=server)
         environment = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
     assert f"{MODEL_DIR_VARIABLE}={model_copy.resolve()}".encode() in environment
+
+
+def test_run_demo_becomes_streamlit_without_importing_numpy_or_pillow(tmp_path):
+    """What run-demo imports before it execs Streamlit adds to the page's cold start, and the page imports NumPy and
+    Pillow itself anyway. `-X importtime` reports each import of run-demo's own process, up to the exec: the
+    Streamlit it becomes runs without the option, and answering its health check shows the exec happened."""
+    port, log = free_port(), tmp_path / "log"
+    command = [sys.executable, "-X", "importtime", "-m", "muffin_v_chihuahua", "run-demo", "--server.port", port]
+    with running([*command, "--server.address", "127.0.0.1"], log, cwd=ROOT) as server:
+        wait_for(f"http://127.0.0.1:{port}/_stcore/health", process=server)
+    imported = {name.split(".")[0] for name in re.findall(r"^import time: .*\| +(\S+)$", log.read_text(), re.M)}
+    assert {"argparse", "muffin_v_chihuahua"} <= imported  # the report is there
+    assert not {"numpy", "PIL"} & imported
 
 
 def test_a_truncated_model_card_is_one_line_naming_it(model_copy, photo_folder, capsys):

@@ -82,7 +82,7 @@ def test_near_misses_are_the_photo_moved_to_its_likeliest_other_classes():
     features = np.abs(rng.normal(0, 1, (2, 8)))
     photos = neither.Looks(features, features @ weights + bias, ["chihuahua", "muffin"])
     own = neither.aliases(NAMES)
-    moved = neither.near_misses(photos, weights, bias, own, shift=3.0)
+    moved = neither.near_misses(photos, neither.ImageNet(NAMES, weights, bias), shift=3.0)
     assert moved.labels == ["chihuahua"] * neither.NEAR_MISSES + ["muffin"] * neither.NEAR_MISSES
     assert (moved.features >= 0).all()
     assert np.allclose(moved.logits, moved.features @ weights + bias)
@@ -142,7 +142,8 @@ def test_cross_validation_never_lets_a_photo_vouch_for_itself():
     dataset = chihuahuas.join(muffins)
     negatives = looks(rng, np.full(dimensions, 1.0), "muffin", 4, of)
     weights, bias = rng.normal(0, 0.1, (dimensions, 1000)), np.zeros(1000)
-    found = neither.cross_validated(dataset, [dataset], negatives, negatives, weights, bias, NAMES)
-    in_sample = neither.margins(neither.fit(dataset, negatives, NAMES), muffins)
+    imagenet = neither.ImageNet(NAMES, weights, bias)
+    found = neither.cross_validated(dataset, [dataset], negatives, negatives, imagenet)
+    in_sample = neither.margins(neither.fit(dataset, negatives, imagenet), muffins)
     assert (found["dataset"][10:] < in_sample - 1).all()
     assert len(found["augmented"]) == 20 and len(found["near_misses"]) == 20 * neither.NEAR_MISSES

@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 import muffin_v_chihuahua
 from muffin_v_chihuahua import classifier as classifier_module
 from muffin_v_chihuahua import images, remote
+from muffin_v_chihuahua.environment import INFERENCE_URL_VARIABLE
 from tests.conftest import imported_after
 from tests.servers import CARD, LOAD_DELAY_VARIABLE, Relay, ServiceProcess, free_port
 
@@ -45,7 +46,7 @@ def no_embedded_model(monkeypatch):
 
 
 def front_end(monkeypatch, url: str) -> AppTest:
-    monkeypatch.setenv(remote.URL_VARIABLE, url)
+    monkeypatch.setenv(INFERENCE_URL_VARIABLE, url)
     app = AppTest.from_file(str(PAGE), default_timeout=120)
     app.run()
     assert not app.exception, [e.value for e in app.exception]
@@ -211,7 +212,7 @@ def test_the_front_end_never_imports_an_inference_runtime(service):
         "assert not app.exception and not app.error, (app.exception, app.error); "
         "assert len([m for m in app.markdown if m.value.startswith('**')]) == 3, app.markdown"
     )
-    env = {**os.environ, remote.URL_VARIABLE: service.url}
+    env = {**os.environ, INFERENCE_URL_VARIABLE: service.url}
     assert imported_after(code, ("onnxruntime", "tensorflow", "keras", "fastapi"), env) == []
 
 

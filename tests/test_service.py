@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from muffin_v_chihuahua import images
+from muffin_v_chihuahua import images, uploads
 from muffin_v_chihuahua.__main__ import EXIT_INTERRUPTED
 from muffin_v_chihuahua.service.app import CONNECTIONS
 from tests import corpus
@@ -108,7 +108,7 @@ def test_health_names_the_model_the_engine_runs(service, engine):
     )
     assert health["backbone"] == CARD["backbone"] and health["model_version"] == CARD["model_version"]
     assert health["input_size"] == CARD["input_size"]
-    assert health["max_upload_mb"] == images.MAX_UPLOAD_MB
+    assert health["max_upload_mb"] == uploads.MAX_UPLOAD_MB
     assert health["neither_threshold"] == CARD["neither"]["threshold"]
 
 
@@ -233,7 +233,7 @@ def test_a_png_and_a_part_without_content_type_are_accepted(service):
 
 # ----- the corpus: every odd and bad file, one request each ---------------------------------------------
 
-LIMIT = images.MAX_UPLOAD_MB * 1024 * 1024
+LIMIT = uploads.MAX_UPLOAD_MB * 1024 * 1024
 # A few corpus cases sent as the raw body too (one of each kind, and a name that must be URL-encoded).
 RAW_CASES = {
     "real-photo": "image/jpeg",
@@ -334,7 +334,7 @@ def test_an_oversized_raw_body_is_refused_from_its_content_length_before_it_is_s
 def test_an_oversized_chunked_body_is_refused_while_it_is_read(service):
     connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=60)
     chunks = (
-        b"\xff\xd8" + bytes(1024 * 1024 - 2) if i == 0 else bytes(1024 * 1024) for i in range(images.MAX_UPLOAD_MB + 1)
+        b"\xff\xd8" + bytes(1024 * 1024 - 2) if i == 0 else bytes(1024 * 1024) for i in range(uploads.MAX_UPLOAD_MB + 1)
     )
     connection.request("POST", "/predict", body=chunks, headers={"Content-Type": "image/jpeg"}, encode_chunked=True)
     answer = connection.getresponse()

@@ -16,7 +16,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from muffin_v_chihuahua import __version__, cpus
-from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE
+from muffin_v_chihuahua.environment import MODEL_DIR_VARIABLE
 from tests.conftest import DEFAULT_FILES
 from tests.servers import (
     LOAD_DELAY_VARIABLE,

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from muffin_v_chihuahua import engines, images
-from muffin_v_chihuahua.classifier import MODEL_DIR_VARIABLE, NEITHER_THRESHOLD_VARIABLE
-from muffin_v_chihuahua.environment import SettingError
+from muffin_v_chihuahua import engines, uploads
+from muffin_v_chihuahua.environment import MODEL_DIR_VARIABLE, NEITHER_THRESHOLD_VARIABLE, SettingError
 from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD
 from muffin_v_chihuahua.service.settings import (
     LOG_FORMAT_VARIABLE,
@@ -48,7 +47,11 @@ def test_no_variable_gives_the_defaults():
         None,
         None,
     )
-    assert (settings.max_upload_mb, settings.max_files, settings.max_held_mb) == (images.MAX_UPLOAD_MB, MAX_FILES, None)
+    assert (settings.max_upload_mb, settings.max_files, settings.max_held_mb) == (
+        uploads.MAX_UPLOAD_MB,
+        MAX_FILES,
+        None,
+    )
     assert (settings.log_format, settings.load_delay) == ("text", 0.0)
 
 

@@ -7,16 +7,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from muffin_v_chihuahua import engines, images
-from muffin_v_chihuahua.classifier import (
+from muffin_v_chihuahua import engines, uploads
+from muffin_v_chihuahua.environment import (
     NEITHER_THRESHOLD_VARIABLE,
+    SettingError,
     model_dir_from_environment,
     neither_threshold_from_environment,
+    setting,
 )
-from muffin_v_chihuahua.environment import SettingError, setting
 from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD
 
-# Per-image size limit in MB (default: the page's upload limit). It can only lower images.MAX_UPLOAD_MB,
+# Per-image size limit in MB (default: the page's upload limit). It can only lower uploads.MAX_UPLOAD_MB,
 # above which the decoder itself refuses a file.
 MAX_UPLOAD_MB_VARIABLE = "MUFFIN_V_CHIHUAHUA_MAX_UPLOAD_MB"
 # How many images one request may carry (default MAX_FILES); each is held in memory until it is decoded.
@@ -42,7 +43,7 @@ class Settings:
     precision: str = "auto"  # engines.PRECISIONS
     model_dir: Path | None = None  # None: the model in this package
     neither_threshold: float | None = None  # None: the model card's
-    max_upload_mb: float = float(images.MAX_UPLOAD_MB)
+    max_upload_mb: float = float(uploads.MAX_UPLOAD_MB)
     max_files: int = MAX_FILES
     max_held_mb: float | None = None  # None: admission.budget() for the workers this process has
     log_format: str = "text"
@@ -66,8 +67,8 @@ class Settings:
             (
                 "max_upload_mb",
                 MAX_UPLOAD_MB_VARIABLE,
-                0 < self.max_upload_mb <= images.MAX_UPLOAD_MB,
-                f"more than 0 and at most {images.MAX_UPLOAD_MB} (MB)",
+                0 < self.max_upload_mb <= uploads.MAX_UPLOAD_MB,
+                f"more than 0 and at most {uploads.MAX_UPLOAD_MB} (MB)",
             ),
             ("max_files", MAX_FILES_VARIABLE, self.max_files >= 1, "at least 1"),
             ("max_held_mb", MAX_HELD_MB_VARIABLE, self.max_held_mb is None or self.max_held_mb > 0, "more than 0 (MB)"),
@@ -96,7 +97,7 @@ class Settings:
             neither_threshold=(
                 neither_threshold if neither_threshold is not None else neither_threshold_from_environment()
             ),
-            max_upload_mb=setting(MAX_UPLOAD_MB_VARIABLE, float, float(images.MAX_UPLOAD_MB)),
+            max_upload_mb=setting(MAX_UPLOAD_MB_VARIABLE, float, float(uploads.MAX_UPLOAD_MB)),
             max_files=setting(MAX_FILES_VARIABLE, int, MAX_FILES),
             max_held_mb=setting(MAX_HELD_MB_VARIABLE, float, None),
             log_format=setting(LOG_FORMAT_VARIABLE, str, "text").lower(),
