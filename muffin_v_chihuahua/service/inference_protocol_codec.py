@@ -1,13 +1,5 @@
-"""The Open Inference Protocol (KServe v2, Triton's HTTP API) beside /predict, for clients that speak it.
-
-    GET  /v2                                   server metadata (name, version, extensions)
-    GET  /v2/health/live                       200 while the process answers
-    GET  /v2/health/ready                      200 once the model is loaded, 503 while it loads
-    GET  /v2/models/muffin-v-chihuahua         model metadata: versions, platform, input and output tensors
-    GET  /v2/models/muffin-v-chihuahua/ready   as /v2/health/ready
-    POST /v2/models/muffin-v-chihuahua/infer   encoded images in, verdicts out
-
-(each /v2/models/muffin-v-chihuahua/... also under .../versions/<the card's model_version>/...)
+"""The Open Inference Protocol's (KServe v2) tensors to and from JSON or binary, for the service's /v2 routes
+(inference_protocol.py); pure: no web framework, so that every rule is tested on bytes.
 
 The input `image` is BYTES of shape [N]: one encoded image (JPEG, PNG, ...) per element, at most the
 service's max_files of them, each at most its upload limit. In JSON each element is a base64 string (the
@@ -17,9 +9,8 @@ after it, `parameters.binary_data_size` per input) the elements are each a 4-byt
 the bytes. OUTPUTS below are the answers; a request's `outputs` chooses among them, and each is binary when
 its `parameters.binary_data` (or the request's `parameters.binary_data_output`) is true.
 
-Errors are `{"error": "..."}`: 400 for a request the protocol or the decoder refuses (naming the element),
-413 for an image, too many images or a body over the limits, 404 for another model or version, 503 while
-the model loads.
+A request the protocol refuses raises ProtocolError: 400 naming what is wrong (the element, where there is one),
+413 for an image or too many images over the limits.
 """
 
 from __future__ import annotations
@@ -33,25 +24,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import numpy as np
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
-from muffin_v_chihuahua import __version__
 from muffin_v_chihuahua.classifier import TOP_LABELS, Prediction
-from muffin_v_chihuahua.service import observing
-from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD, Upload
-from muffin_v_chihuahua.service.inference import Undecodable, classify
-from muffin_v_chihuahua.service.loading import Model
-from muffin_v_chihuahua.service.metrics import Metrics
+from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD, too_large
 
-MODEL_NAME = "muffin-v-chihuahua"
-SERVER_NAME = "muffin-v-chihuahua"
-EXTENSIONS = ["binary_tensor_data"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
 INPUT = "image"
-PLATFORMS = {"onnx-int8": "onnxruntime_onnx", "onnx": "onnxruntime_onnx", "keras": "tensorflow_keras"}
 # The JSON header of a request (everything but its tensors) is refused above this size.
 HEADER_LIMIT = MULTIPART_OVERHEAD
 
@@ -89,143 +68,23 @@ class ProtocolError(Exception):
         self.message = message
 
 
-def _megabytes(limit: int) -> str:
-    return f"{limit / (1024 * 1024):.3g} MB"
-
-
 def body_limit(max_bytes: int, max_files: int) -> int:
     """The largest infer request body: base64 makes an image a third larger, the JSON around the images is at
     most HEADER_LIMIT."""
     return max_files * (4 * math.ceil(max_bytes / 3) + 8) + HEADER_LIMIT
 
 
-def router(
-    model: Model, metrics: Metrics, *, max_bytes: int, max_files: int, workers: anyio.CapacityLimiter
-) -> APIRouter:
-    """The protocol's routes for `model`, with /predict's limits: `max_bytes` per image, `max_files` per request."""
-    routes = APIRouter(tags=["Open Inference Protocol (KServe v2)"])
-    largest = body_limit(max_bytes, max_files)
-
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-    def not_ready() -> JSONResponse:
-        if model.error:
-            return error(503, f"the model could not be loaded: {model.error}")
-        return error(503, "the model is loading", {"Retry-After": "1"})
-
-    def unknown(name: str, version: str | None) -> JSONResponse | None:
-        if name != MODEL_NAME:
-            return error(404, f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
-        if version is not None and model.classifier is not None and version != model.classifier.model_version:
-            return error(404, f"unknown version {version!r} of {MODEL_NAME}: it is {model.classifier.model_version}")
-        return None
-
-    @routes.get("/v2/health/live")
-    async def live() -> dict[str, Any]:
-        return {"live": True}
-
-    @routes.get("/v2/health/ready", response_model=None)
-    async def ready() -> dict[str, Any] | JSONResponse:
-        if model.classifier is None:
-            return JSONResponse({"ready": False}, status_code=503)
-        return {"ready": True}
-
-    @routes.get("/v2")
-    async def server_metadata() -> dict[str, Any]:
-        return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
-
-    def model_metadata(name: str, version: str | None = None) -> dict[str, Any] | JSONResponse:
-        if problem := unknown(name, version):
-            return problem
-        if model.classifier is None:
-            return not_ready()
-        card = model.classifier.card
-        return {
-            "name": MODEL_NAME,
-            "versions": [model.classifier.model_version],
-            "platform": PLATFORMS.get(model.classifier.engine, model.classifier.engine),
-            "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
-            "outputs": [
-                {"name": name, "datatype": output.datatype, "shape": [-1, *output.shape]}
-                for name, output in OUTPUTS.items()
-            ],
-            "parameters": {
-                "input": f"{INPUT}: one encoded image (JPEG, PNG, WebP, GIF, BMP, TIFF) per element; "
-                "base64 strings in JSON",
-                "outputs": OUTPUT_NOTES,
-                "class_names": list(card["class_names"]),
-                "max_batch_size": max_files,
-                "max_image_bytes": max_bytes,
-                "model_sha256": model.classifier.model_sha256,
-            },
-        }
-
-    def model_ready(name: str, version: str | None = None) -> dict[str, Any] | JSONResponse:
-        if problem := unknown(name, version):
-            return problem
-        if model.classifier is None:
-            return JSONResponse({"name": MODEL_NAME, "ready": False}, status_code=503)
-        return {"name": MODEL_NAME, "ready": True}
-
-    async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        if problem := unknown(name, version):
-            return problem
-        if model.classifier is None:
-            return not_ready()
-        classifier = model.classifier
-        try:
-            header, blobs = await _read_request(request, largest)
-            data, outputs, binary = _parse(header, blobs, max_bytes, max_files)
-            uploads = [Upload(f"{INPUT}[{index}]", "", element) for index, element in enumerate(data)]
-            predictions = await anyio.to_thread.run_sync(
-                classify, classifier, uploads, metrics.inferred, limiter=workers
-            )
-        except Undecodable as undecodable:
-            return error(400, str(undecodable))
-        except ProtocolError as refused:
-            return error(refused.status, refused.message)
-        metrics.predicted(prediction.verdict for prediction in predictions)
-        observing.note(request, (prediction.verdict for prediction in predictions))
-        answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": classifier.model_version}
-        if isinstance(header.get("id"), str):
-            answer["id"] = header["id"]
-        answer["outputs"], tail = _outputs(predictions, outputs, binary)
-        if not tail:
-            return JSONResponse(answer)
-        head = json.dumps(answer, allow_nan=False).encode()
-        return Response(
-            head + b"".join(tail),
-            media_type="application/octet-stream",
-            headers={HEADER_LENGTH: str(len(head))},
-        )
-
-    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
-        routes.add_api_route(prefix, model_metadata, methods=["GET"], response_model=None)
-        routes.add_api_route(prefix + "/ready", model_ready, methods=["GET"], response_model=None)
-        routes.add_api_route(prefix + "/infer", infer, methods=["POST"], response_model=None)
-    return routes
-
-
-async def _read_request(request: Request, limit: int) -> tuple[dict[str, Any], bytes]:
-    """The JSON header (an object) and the binary tensor data after it (b"" without the extension)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+def split_request(body: bytes, header_length: str | None) -> tuple[dict[str, Any], bytes]:
+    """A request's JSON header (an object) and the binary tensor data after it (b"" without the extension);
+    header_length: the request's Inference-Header-Content-Length, if it has one."""
+    if header_length is None:
+        head, blobs = body, b""
+    elif not header_length.strip().isdigit() or int(header_length) > len(body):
         raise ProtocolError(
-            413, f"the request of {int(declared):,} bytes is larger than the limit of {_megabytes(limit)}"
+            400, f"{HEADER_LENGTH}: {header_length!r} is not a length within the body's {len(body):,} bytes"
         )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ProtocolError(413, f"the request is larger than the limit of {_megabytes(limit)}")
-    length = request.headers.get(HEADER_LENGTH)
-    if length is None:
-        head, blobs = bytes(body), b""
-    elif not length.strip().isdigit() or int(length) > len(body):
-        raise ProtocolError(400, f"{HEADER_LENGTH}: {length!r} is not a length within the body's {len(body):,} bytes")
     else:
-        head, blobs = bytes(body[: int(length)]), bytes(body[int(length) :])
+        head, blobs = body[: int(header_length)], body[int(header_length) :]
     try:
         header = json.loads(head)
     except ValueError as problem:  # not JSON, or not UTF-8
@@ -242,7 +101,7 @@ def _parameters(tensor: dict[str, Any], what: str) -> dict[str, Any]:
     return parameters
 
 
-def _parse(
+def parse_request(
     header: dict[str, Any], blobs: bytes, max_bytes: int, max_files: int
 ) -> tuple[list[bytes], list[str], dict[str, bool]]:
     """The images, the output names asked for and whether each is binary; ProtocolError for a bad request."""
@@ -281,9 +140,7 @@ def _parse(
 
 
 def _too_large(index: int, size: int, max_bytes: int) -> ProtocolError:
-    return ProtocolError(
-        413, f"{INPUT}[{index}]: the image of {size:,} bytes is larger than the limit of {_megabytes(max_bytes)}"
-    )
+    return ProtocolError(413, f"{INPUT}[{index}]: {too_large('the image', max_bytes, size)}")
 
 
 def _bytes_elements(blob: bytes, count: int, max_bytes: int) -> list[bytes]:
@@ -359,7 +216,7 @@ def _requested(header: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
     return names, binary
 
 
-def _outputs(
+def encode_outputs(
     predictions: Sequence[Prediction], names: list[str], binary: dict[str, bool]
 ) -> tuple[list[dict[str, Any]], list[bytes]]:
     """The response's output tensors and, in the same order, the raw data of those sent as binary."""
@@ -382,3 +239,9 @@ def _outputs(
             tensor["data"] = flat
         tensors.append(tensor)
     return tensors, tail
+
+
+def binary_response(answer: dict[str, Any], tail: list[bytes]) -> tuple[bytes, int]:
+    """A response with binary outputs: its JSON header (`answer`) then their raw data; and the header's length."""
+    head = json.dumps(answer, allow_nan=False).encode()
+    return head + b"".join(tail), len(head)
