@@ -115,11 +115,11 @@ def engine_calls(model_dir: Path | None, contender: str) -> tuple[dict, dict]:
         **{f"batch {size}": (lambda size=size: classifier.predict([array] * size)) for size in BATCHES},
     }
     if engine == "onnx":
-        onnx_file = (model_dir or PACKAGE_MODEL) / classifier.card["files"][classifier.engine]["file"]
+        onnx_file = (model_dir or PACKAGE_MODEL) / classifier.card.files[classifier.engine].file
         calls["profile"] = lambda: onnx_profile(onnx_file, array)
         # The "neither" decision alone, on the photo's own outputs (a second session of the same file gives them).
         outputs = engines.load(engine, onnx_file).run(array[np.newaxis])
-        label = classifier.card["class_names"][int(np.argmax(outputs.verdict[0]))]
+        label = classifier.card.class_names[int(np.argmax(outputs.verdict[0]))]
         rule = classifier.neither_rule
         calls["neither decision"] = lambda: rule.judge(outputs.imagenet_logits[0], outputs.features[0], label)
     return calls, {"runs": classifier.engine}

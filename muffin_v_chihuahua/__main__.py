@@ -300,18 +300,18 @@ OUTPUTS: dict[str, Callable[[], Output]] = {"table": TableOutput, "json": JsonLi
 def info(engine: str, model_dir: Path | None, precision: str, neither_threshold: float | None = None) -> int:
     classifier = Classifier(engine, model_dir, precision, neither_threshold)
     photos = demo.photos()
-    counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card["class_names"]}
+    counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card.class_names}
     print(f"muffin-v-chihuahua {__version__}")
     print(f"engine: {classifier.engine}")
     print(
-        f"neither threshold: {classifier.neither_rule.threshold:g} (the card's: {classifier.card['neither']['threshold']:g})"
+        f"neither threshold: {classifier.neither_rule.threshold:g} (the card's: {classifier.card.neither_threshold:g})"
     )
     print(f"model version: {classifier.model_version} (SHA-256 {classifier.model_sha256})")
     threads, reason = cpus.limit()
     print(f"threads: {threads} ({reason})")
     print("demo photos: " + ", ".join(f"{count} {label}" for label, count in counts.items()))
     print("model card:")
-    print(json.dumps(classifier.card, indent=2))
+    print(json.dumps(classifier.card.to_dict(), indent=2))
     return 0
 
 

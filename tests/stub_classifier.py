@@ -20,6 +20,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from muffin_v_chihuahua.card import ModelCard
 from muffin_v_chihuahua.classifier import NEITHER, Label, Prediction
 from muffin_v_chihuahua.service.app import create_app
 from muffin_v_chihuahua.service.settings import Settings
@@ -44,7 +45,7 @@ class StubClassifier:
     """The Classifier's surface; `batches` records the size of each batch predicted."""
 
     def __init__(self) -> None:
-        self.card = CARD
+        self.card = ModelCard.from_dict(CARD, "tests.servers.CARD")
         self.input_size = (32, 24)
         self.engine = ENGINE
         self.model_version = CARD["model_version"]

@@ -92,7 +92,11 @@ def test_remote_predictions_are_the_embedded_models(service, labelled_photos):
     from muffin_v_chihuahua.classifier import Classifier
 
     client = remote.RemoteClassifier(service.url)
-    assert client.engine == "onnx-int8" and client.input_size == tuple(CARD["input_size"]) and client.card == CARD
+    assert (
+        client.engine == "onnx-int8"
+        and client.input_size == tuple(CARD["input_size"])
+        and client.card.to_dict() == CARD
+    )
     local = Classifier("onnx")
     photos = labelled_photos[::6]
     arrays = [images.decode(path.read_bytes(), client.input_size) for _, path in photos]
@@ -170,7 +174,7 @@ def test_a_refused_connection_is_tried_again_so_a_service_that_comes_up_meanwhil
         retries(before_each=relay.listen) as seen,
         remote.RemoteClassifier(relay.url) as client,
     ):
-        assert client.card == CARD
+        assert client.card.to_dict() == CARD
     assert len(seen) == 1 and relay.connections == 1, seen
 
 

@@ -62,6 +62,6 @@ def router(model: Model, metrics: Metrics, settings: Settings) -> APIRouter:
     @routes.get("/card", response_model=None, responses=NOT_READY)
     async def card(classifier: ReadyModel) -> dict[str, Any]:
         """The full model card (as built with the model), for front ends that show it."""
-        return classifier.card
+        return classifier.card.to_dict()
 
     return routes

@@ -101,7 +101,7 @@ def metadata(classifier: Classifier, max_bytes: int, max_files: int) -> dict[str
         "parameters": {
             "input": f"{INPUT}: one encoded image (JPEG, PNG, WebP, GIF, BMP, TIFF) per element; base64 strings in JSON",
             "outputs": OUTPUT_NOTES,
-            "class_names": list(classifier.card["class_names"]),
+            "class_names": list(classifier.card.class_names),
             "max_batch_size": max_files,
             "max_image_bytes": max_bytes,
             "model_sha256": classifier.model_sha256,

@@ -72,16 +72,15 @@ class Model:
             width, height = classifier.input_size
             classifier.predict([np.zeros((height, width, 3), dtype=np.float32)])
             card = classifier.card
-            model_file = card["files"][classifier.engine]["file"]
             self.identity = {
-                "backbone": card["backbone"],
+                "backbone": card.backbone,
                 "engine": classifier.engine,
                 "model_version": classifier.model_version,
-                "model_built_at": card.get("built_at"),
-                "model_file": model_file,
+                "model_built_at": card.built_at,
+                "model_file": card.files[classifier.engine].file,
                 "model_sha256": classifier.model_sha256,
                 "input_size": list(classifier.input_size),
-                "class_names": list(card["class_names"]),
+                "class_names": list(card.class_names),
                 "neither_threshold": classifier.neither_rule.threshold,
             }
             self.classifier = classifier  # last: from here on requests are served
