@@ -36,6 +36,9 @@ class Label:
 
 @dataclass(frozen=True)
 class Prediction:
+    """One photo's verdict: the one source of a prediction's fields, which the CLI's JSON (to_dict), the service's
+    PredictionOut, the /v2 outputs and the CSV columns follow (each one's test proves it)."""
+
     verdict: str  # one of the card's class names, or NEITHER
     probability: float | None  # the head's probability of the verdict; None for NEITHER, which it cannot judge
     imagenet: tuple[Label, ...]  # the top ImageNet labels, most likely first
