@@ -37,7 +37,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 COPY builders/ builders/
 # Only the runtime modules the builders import (the same decoding, engines and rule as the app): a change
 # to the page, the CLI or the service does not retrain the model.
-COPY muffin_v_chihuahua/__init__.py muffin_v_chihuahua/images.py muffin_v_chihuahua/classifier.py \
+COPY muffin_v_chihuahua/__init__.py muffin_v_chihuahua/images.py muffin_v_chihuahua/card.py muffin_v_chihuahua/classifier.py \
      muffin_v_chihuahua/engines.py muffin_v_chihuahua/cpus.py muffin_v_chihuahua/environment.py \
      muffin_v_chihuahua/evidence.py muffin_v_chihuahua/
 COPY --from=data-builder /data /data

@@ -67,7 +67,7 @@ def engine_calls(model_dir: Path | None, contender: str) -> tuple[dict, dict]:
     }
     if engine != "onnx":
         return calls, {"runs": classifier.engine}
-    onnx_file = (model_dir or PACKAGE_MODEL) / classifier.card["files"][classifier.engine]["file"]
+    onnx_file = (model_dir or PACKAGE_MODEL) / classifier.card.files[classifier.engine].file
     files = {classifier.engine: (onnx_file, ())}
     if contender == "onnx" and classifier.engine == "onnx-int8" and model_dir is None:
         files[WEIGHT_QUANTIZATION_OFF] = (onnx_file, (OWN_WEIGHT_QUANTIZATION,))
@@ -77,7 +77,7 @@ def engine_calls(model_dir: Path | None, contender: str) -> tuple[dict, dict]:
     calls[PROFILES] = lambda: roofline.profiles(files, array)
     # The "neither" decision alone, on the photo's own outputs (a second session of the same file gives them).
     outputs = engines.load(engine, onnx_file).run(array[np.newaxis])
-    label = classifier.card["class_names"][int(np.argmax(outputs.verdict[0]))]
+    label = classifier.card.class_names[int(np.argmax(outputs.verdict[0]))]
     rule = classifier.neither_rule
     calls["neither decision"] = lambda: rule.judge(outputs.imagenet_logits[0], outputs.features[0], label)
     return calls, {"runs": classifier.engine}

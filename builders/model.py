@@ -20,6 +20,7 @@ import importlib.metadata
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from sklearn.preprocessing import StandardScaler
 from builders import backbones, neither, quantize
 from builders.data import LABELS, dataset_digest, read_checksums, sha256_of, verify
 from muffin_v_chihuahua import __version__, engines, images
+from muffin_v_chihuahua.card import ModelCard, ModelFile
 from muffin_v_chihuahua.evidence import EvidenceRule
 
 MODEL_FILE = "muffin_v_chihuahua.h5"
@@ -164,7 +166,7 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
+def build(backbone: str, data_dir: Path, out_dir: Path) -> ModelCard:
     started = time.monotonic()
     name, reason = backbones.choose(backbone)
     print(f"model: backbone {name} ({reason})")
@@ -238,53 +240,57 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> dict:
         f"{gates['augmented']['photos']} augmented copies"
     )
     (out_dir / CLASS_NAMES_FILE).write_text(json.dumps(imagenet_names, indent=0))
-    card = {
-        "name": "muffin-v-chihuahua",
-        "version": __version__,
-        "backbone": name,
-        "backbone_weights": backbones.WEIGHTS_SOURCES[name],
-        "input_size": list(size),
-        "input": "RGB float32 0..255, NHWC; preprocessing is inside the model",
-        "outputs": list(engines.Outputs._fields),
-        "heatmap": {
-            "shape": list(model.outputs[2].shape[1:]),
-            "meaning": "class activation map (Zhou et al. 2016): each class's head weights applied to each cell of "
-            "the backbone's last feature map, before pooling; a class's logit is its map's mean plus the head's bias. "
-            "Rows top to bottom over the whole input, which is the whole photo resized without cropping",
+    files = {
+        engine: ModelFile(path.name, sha256_of(path), path.stat().st_size)
+        for engine, path in (("keras", model_path), ("onnx", onnx_path))
+    } | {engines.MODEL_FILES["onnx"]["int8"]: ModelFile(**int8["file"])}
+    imagenet_class_names_sha256 = sha256_of(out_dir / CLASS_NAMES_FILE)
+    built_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    card = ModelCard(
+        name="muffin-v-chihuahua",
+        version=__version__,
+        model_version=model_version(files, imagenet_class_names_sha256, built_at),
+        backbone=name,
+        built_at=built_at,
+        input_size=size,
+        class_names=tuple(LABELS),
+        files=files,
+        imagenet_class_names=CLASS_NAMES_FILE,
+        imagenet_class_names_sha256=imagenet_class_names_sha256,
+        neither=neither_rule,
+        evaluation=evaluation,
+        dataset={"sha256": dataset_digest(checksums), "photos": len(checksums), "credit": "data/SOURCE.md"},
+        more={
+            "backbone_weights": backbones.WEIGHTS_SOURCES[name],
+            "input": "RGB float32 0..255, NHWC; preprocessing is inside the model",
+            "outputs": list(engines.Outputs._fields),
+            "heatmap": {
+                "shape": list(model.outputs[2].shape[1:]),
+                "meaning": "class activation map (Zhou et al. 2016): each class's head weights applied to each cell "
+                "of the backbone's last feature map, before pooling; a class's logit is its map's mean plus the head's "
+                "bias. Rows top to bottom over the whole input, which is the whole photo resized without cropping",
+            },
+            "agreement": agreement,
+            "quantization": int8["quantization"],
+            "head": {
+                "type": "logistic regression on the standardised pooled features, the scaler folded into its weights",
+                "l2": L2,
+                "solver": "scikit-learn LogisticRegression, newton-cg",
+            },
+            "libraries": library_versions(),
+            "build_seconds": round(time.monotonic() - started, 1),
         },
-        "class_names": list(LABELS),
-        "files": {
-            engine: {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size}
-            for engine, path in (("keras", model_path), ("onnx", onnx_path))
-        }
-        | {engines.MODEL_FILES["onnx"]["int8"]: int8["file"]},
-        "agreement": agreement,
-        "quantization": int8["quantization"],
-        "neither": neither_rule,
-        "imagenet_class_names": CLASS_NAMES_FILE,
-        "imagenet_class_names_sha256": sha256_of(out_dir / CLASS_NAMES_FILE),
-        "head": {
-            "type": "logistic regression on the standardised pooled features, the scaler folded into its weights",
-            "l2": L2,
-            "solver": "scikit-learn LogisticRegression, newton-cg",
-        },
-        "evaluation": evaluation,
-        "dataset": {"sha256": dataset_digest(checksums), "photos": len(checksums), "credit": "data/SOURCE.md"},
-        "libraries": library_versions(),
-        "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "build_seconds": round(time.monotonic() - started, 1),
-    }
-    card["model_version"] = model_version(card)
-    (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    )
+    card.write(out_dir / CARD_FILE)
     print(f"model: wrote {model_path}, {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB) and {out_dir / CARD_FILE}")
     return card
 
 
-def model_version(card: dict[str, Any]) -> str:
-    """The model's own version, apart from the app's (card["version"]), so that a model folder can be released by
-    itself: its build date, then a short digest of every file the card names, e.g. 2026.12.01+3f9a1c2e."""
-    digests = sorted([entry["sha256"] for entry in card["files"].values()] + [card["imagenet_class_names_sha256"]])
-    built = datetime.datetime.fromisoformat(card["built_at"])
+def model_version(files: Mapping[str, ModelFile], imagenet_class_names_sha256: str, built_at: str) -> str:
+    """The model's own version, apart from the app's (the card's "version"), so that a model folder can be released
+    by itself: its build date, then a short digest of every file the card names, e.g. 2026.12.01+3f9a1c2e."""
+    digests = sorted([entry.sha256 for entry in files.values()] + [imagenet_class_names_sha256])
+    built = datetime.datetime.fromisoformat(built_at)
     return f"{built:%Y.%m.%d}+{hashlib.sha256(''.join(digests).encode()).hexdigest()[:8]}"
 
 

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from builders.data import CHECKSUMS, dataset_digest, parse_checksums
+from muffin_v_chihuahua.card import ModelCard, ModelFilesError
 
 PACKAGE = "muffin_v_chihuahua"
 PYPI_FILE_LIMIT = 100 * 1024 * 1024  # PyPI's default per-file upload limit
@@ -21,13 +22,17 @@ def verify(wheel: Path) -> list[str]:
     """Return the problems found (none: the wheel is complete)."""
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-        card = json.loads(archive.read(f"{PACKAGE}/model/card.json"))
+        card_member = f"{PACKAGE}/model/card.json"
+        try:
+            card = ModelCard.from_dict(json.loads(archive.read(card_member)), f"{wheel}:{card_member}")
+        except (ValueError, ModelFilesError) as error:  # not JSON, or not the card's schema
+            return [f"{card_member} is not a model card: {error}"]
         problems = []
         # Every file the card names, with the SHA-256 it states: the models (keras, onnx, onnx-int8), the ImageNet
         # class names and the "neither" rule's references.
-        named = {model["file"]: (f"{engine} model", model["sha256"]) for engine, model in card["files"].items()}
-        named[card["imagenet_class_names"]] = ("ImageNet class names", card["imagenet_class_names_sha256"])
-        references = card["neither"]["references"]
+        named = {model.file: (f"{engine} model", model.sha256) for engine, model in card.files.items()}
+        named[card.imagenet_class_names] = ("ImageNet class names", card.imagenet_class_names_sha256)
+        references = card.neither["references"]
         named[references["file"]] = ('"neither" references', references["sha256"])
         for file, (what, sha256) in named.items():
             member = f"{PACKAGE}/model/{file}"
@@ -38,7 +43,7 @@ def verify(wheel: Path) -> list[str]:
         if f"{PACKAGE}/data/SOURCE.md" not in names:
             problems.append(f"{PACKAGE}/data/SOURCE.md is missing")
         photos = parse_checksums(archive.read(f"{PACKAGE}/data/{CHECKSUMS}").decode())
-        if dataset_digest(photos) != card["dataset"]["sha256"]:
+        if dataset_digest(photos) != card.dataset["sha256"]:
             problems.append(f"{PACKAGE}/data/{CHECKSUMS} is not the dataset the model was built on")
         for name, digest in sorted(photos.items()):
             member = f"{PACKAGE}/data/{name}"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from muffin_v_chihuahua import __version__, cpus, engines, uploads
+from muffin_v_chihuahua.card import ModelFilesError
 from muffin_v_chihuahua.environment import (
     INFERENCE_URL_VARIABLE,
     MODEL_DIR_VARIABLE,
@@ -122,18 +123,18 @@ def info(engine: str, model_dir: Path | None, precision: str, neither_threshold:
 
     classifier = Classifier(engine, model_dir, precision, neither_threshold)
     photos = demo.photos()
-    counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card["class_names"]}
+    counts = {label: sum(photo.label == label for photo in photos) for label in classifier.card.class_names}
     print(f"muffin-v-chihuahua {__version__}")
     print(f"engine: {classifier.engine}")
     print(
-        f"neither threshold: {classifier.neither_rule.threshold:g} (the card's: {classifier.card['neither']['threshold']:g})"
+        f"neither threshold: {classifier.neither_rule.threshold:g} (the card's: {classifier.card.neither_threshold:g})"
     )
     print(f"model version: {classifier.model_version} (SHA-256 {classifier.model_sha256})")
     threads, reason = cpus.limit()
     print(f"threads: {threads} ({reason})")
     print("demo photos: " + ", ".join(f"{count} {label}" for label, count in counts.items()))
     print("model card:")
-    print(json.dumps(classifier.card, indent=2))
+    print(json.dumps(classifier.card.to_dict(), indent=2))
     return 0
 
 
@@ -373,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except (engines.EngineUnavailable, SettingError) as error:
         return refused(error)
-    except engines.ModelFilesError as error:
+    except ModelFilesError as error:
         print(f"muffin-v-chihuahua: {error}", file=sys.stderr)
         return 1
     except BrokenPipeError:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
@@ -14,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from muffin_v_chihuahua import engines
-from muffin_v_chihuahua.engines import ModelFilesError
+from muffin_v_chihuahua.card import ModelCard, ModelFilesError, read_json, unreadable
 from muffin_v_chihuahua.environment import parse_neither_threshold
 from muffin_v_chihuahua.evidence import NEITHER, EvidenceRule
 
@@ -31,6 +30,9 @@ class Label:
 
 @dataclass(frozen=True)
 class Prediction:
+    """One photo's verdict: the one source of a prediction's fields, which the CLI's JSON (to_dict), the service's
+    PredictionOut, the /v2 outputs and the CSV columns follow (each one's test proves it)."""
+
     verdict: str  # one of the card's class names, or NEITHER
     probability: float | None  # the head's probability of the verdict; None for NEITHER, which it cannot judge
     imagenet: tuple[Label, ...]  # the top ImageNet labels, most likely first
@@ -85,33 +87,29 @@ class Classifier:
         if neither_threshold is not None:
             neither_threshold = parse_neither_threshold(str(neither_threshold))
         with resources.as_file(model_dir or resources.files("muffin_v_chihuahua") / "model") as folder:
-            self._card_path = folder / CARD
-            self.card: dict[str, Any] = _read_json(self._card_path)
-            width, height = self._card_entry("input_size")
-            self.input_size: tuple[int, int] = (int(width), int(height))
-            self._class_names: list[str] = self._card_entry("class_names")
+            card_path = folder / CARD
+            self.card = card = ModelCard.from_file(card_path)  # its schema checked: every entry read below is there
+            self.input_size: tuple[int, int] = card.input_size
             # Every file the card names and the runtime reads is checked before it is used.
-            names_file = folder / self._card_entry("imagenet_class_names")
-            _verified_sha256(names_file, self._card_entry("imagenet_class_names_sha256"))
-            self._imagenet_names: list[str] = _read_json(names_file)
+            names_file = folder / card.imagenet_class_names
+            _verified_sha256(names_file, card.imagenet_class_names_sha256)
+            self._imagenet_names: list[str] = read_json(names_file)
             # The model's own version (builders.model sets it), apart from the app's: a model ships by itself.
-            self.model_version: str = self._card_entry("model_version")
-            for key in ("aliases", "similarity_scale", "threshold", "dog_classes"):
-                self._card_entry("neither", key)
-            references_file = folder / self._card_entry("neither", "references", "file")
-            _verified_sha256(references_file, self._card_entry("neither", "references", "sha256"))
+            self.model_version = card.model_version
+            references_file = folder / card.neither["references"]["file"]
+            _verified_sha256(references_file, card.neither["references"]["sha256"])
             references = _read_array(references_file)
             # The "neither" rule at its operating point (the card's, unless neither_threshold moves it).
             self.neither_rule: EvidenceRule = EvidenceRule.from_card(
-                self.card["neither"], references, self._imagenet_names
+                card.neither, references, self._imagenet_names
             ).with_threshold(neither_threshold)
             name = engines.resolve(engine)
-            self.precision, self._files_entry = engines.model_file(name, precision, self._card_entry("files"))
-            model_file = folder / self._card_entry("files", self._files_entry, "file")
+            self.precision, self._files_entry = engines.model_file(name, precision, card.files)
+            if self._files_entry not in card.files:
+                raise ModelFilesError(card_path, f"has no {'files.' + self._files_entry!r} entry")
+            model_file = folder / card.files[self._files_entry].file
             # A damaged model file fails here with its name, not inside a runtime.
-            self.model_sha256: str = _verified_sha256(
-                model_file, self._card_entry("files", self._files_entry, "sha256")
-            )
+            self.model_sha256: str = _verified_sha256(model_file, card.files[self._files_entry].sha256)
             self._engine = engines.load(name, model_file)
 
     @property
@@ -129,15 +127,6 @@ class Classifier:
             self._prediction(imagenet, verdict, logits, features, maps if heatmap else None)
             for imagenet, verdict, maps, logits, features in zip(*outputs, strict=True)
         ]
-
-    def _card_entry(self, *keys: str) -> Any:
-        """card[keys[0]][keys[1]]...; a card without it raises ModelFilesError naming the entry."""
-        entry: Any = self.card
-        for depth, key in enumerate(keys, start=1):
-            if not isinstance(entry, dict) or key not in entry:
-                raise ModelFilesError(self._card_path, f"has no {'.'.join(keys[:depth])!r} entry")
-            entry = entry[key]
-        return entry
 
     def _stack(self, batch: Sequence[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
         expected = (self.input_size[1], self.input_size[0], 3)
@@ -157,23 +146,14 @@ class Classifier:
         top = np.argsort(imagenet)[::-1][:TOP_LABELS]
         labels = tuple(Label(self._imagenet_names[i], float(imagenet[i])) for i in top)
         best = int(np.argmax(verdict))
-        judged = self.neither_rule.judge(logits, features, self._class_names[best])
+        judged = self.neither_rule.judge(logits, features, self.card.class_names[best])
         probability = None if judged.verdict == NEITHER else float(verdict[best])
         prediction = Prediction(judged.verdict, probability, labels, judged.evidence, judged.reason)
         if maps is None:
             return prediction
         # What pointed away from the class (negative) is not where the model looked for it: 0, as in Grad-CAM.
         grid = tuple(tuple(float(value) for value in row) for row in np.maximum(maps[:, :, best], 0))
-        return replace(prediction, heatmap=grid, heatmap_class=self._class_names[best])
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_bytes())
-    except OSError as error:
-        raise _unreadable(path, error) from None
-    except ValueError as error:  # not JSON, or not UTF-8
-        raise ModelFilesError(path, f"is damaged: it is not valid JSON ({error})") from None
+        return replace(prediction, heatmap=grid, heatmap_class=self.card.class_names[best])
 
 
 def _read_array(path: Path) -> npt.NDArray[np.float32]:
@@ -181,7 +161,7 @@ def _read_array(path: Path) -> npt.NDArray[np.float32]:
     try:
         return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32)
     except OSError as error:
-        raise _unreadable(path, error) from None
+        raise unreadable(path, error) from None
     except ValueError as error:
         raise ModelFilesError(path, f"is damaged: it is not a NumPy array file ({error})") from None
 
@@ -192,15 +172,9 @@ def _verified_sha256(path: Path, expected: str) -> str:
         with path.open("rb") as stream:
             actual = hashlib.file_digest(stream, "sha256").hexdigest()
     except OSError as error:
-        raise _unreadable(path, error) from None
+        raise unreadable(path, error) from None
     if actual != expected:
         raise ModelFilesError(
             path, f"is damaged or not the file its {CARD} describes: its SHA-256 is {actual}, the card says {expected}"
         )
     return actual
-
-
-def _unreadable(path: Path, error: OSError) -> ModelFilesError:
-    return ModelFilesError(
-        path, "is missing" if isinstance(error, FileNotFoundError) else f"cannot be read ({error.strerror or error})"
-    )

@@ -167,13 +167,13 @@ def show_model_card(classifier: Model) -> None:
     card = classifier.card
     with st.expander("Model card"):
         st.markdown(
-            f"- backbone: **{card['backbone']}**, input {card['input_size'][0]}×{card['input_size'][1]}\n"
-            f"- cross-validated accuracy: **{card['evaluation']['accuracy']:.1%}** "
-            f"on {card['evaluation']['photos']} photos\n"
+            f"- backbone: **{card.backbone}**, input {card.input_size[0]}×{card.input_size[1]}\n"
+            f"- cross-validated accuracy: **{card.evaluation['accuracy']:.1%}** "
+            f"on {card.evaluation['photos']} photos\n"
             f"- engine: **{classifier.engine}**\n"
-            f"- model file: `{card['files'][classifier.engine]['file']}`, "
-            f"SHA-256 `{card['files'][classifier.engine]['sha256']}`\n"
-            f"- app version {__version__}, model version {card['model_version']} (built {card['built_at']})"
+            f"- model file: `{card.files[classifier.engine].file}`, "
+            f"SHA-256 `{card.files[classifier.engine].sha256}`\n"
+            f"- app version {__version__}, model version {card.model_version} (built {card.built_at})"
         )
         st.markdown(demo.credit())
 

@@ -25,20 +25,10 @@ PRECISIONS = ("auto", "int8", "float32")
 PRECISION_VARIABLE = "MUFFIN_V_CHIHUAHUA_PRECISION"
 # Each engine's model files, as the card's "files" names them, fastest first. The keras engine runs the .h5 only.
 MODEL_FILES = {"onnx": {"int8": "onnx-int8", "float32": "onnx"}, "keras": {"float32": "keras"}}
-REPAIR = "reinstall muffin-v-chihuahua, or rebuild the model with `make model`"
 
 
 class EngineUnavailable(RuntimeError):
     """The chosen engine's libraries are not installed; the message names what to install."""
-
-
-class ModelFilesError(RuntimeError):
-    """A model file is missing, damaged or not the one its card describes; the message names it and says what
-    to do. `path` is that file."""
-
-    def __init__(self, path: Path, problem: str):
-        super().__init__(f"{path} {problem}: {REPAIR}")
-        self.path = path
 
 
 class Outputs(NamedTuple):

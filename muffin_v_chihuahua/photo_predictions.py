@@ -15,12 +15,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
 from muffin_v_chihuahua import images
+from muffin_v_chihuahua.card import ModelCard
 from muffin_v_chihuahua.classifier import Prediction
 from muffin_v_chihuahua.prediction_slots import PredictionSlots
 
@@ -35,7 +36,7 @@ class Model(Protocol):
     """What the page asks of a model: the embedded Classifier and remote.RemoteClassifier both answer it."""
 
     @property
-    def card(self) -> dict[str, Any]: ...
+    def card(self) -> ModelCard: ...
     @property
     def engine(self) -> str: ...
     @property

@@ -25,6 +25,7 @@ from PIL import Image
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
+from muffin_v_chihuahua.card import ModelCard
 from muffin_v_chihuahua.classifier import Prediction
 
 CONNECT_RETRIES = 3
@@ -57,7 +58,7 @@ class RemoteClassifier:
         self._session.mount("https://", adapter)
         try:
             health = self._call("GET", "/")
-            self.card: dict[str, Any] = self._call("GET", "/card")
+            self.card = ModelCard.from_dict(self._call("GET", "/card"), f"{self.url}/card")
             self.engine: str = health["engine"]
             self.input_size: tuple[int, int] = tuple(health["input_size"])  # (width, height)
             self.model_sha256: str = health["model_sha256"]

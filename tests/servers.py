@@ -8,6 +8,7 @@ connection per call) the tests ask the servers with.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import http.server
@@ -35,8 +36,6 @@ from tests import corpus
 
 PACKAGE = Path(__file__).resolve().parents[1] / "muffin_v_chihuahua"
 CARD = json.loads((PACKAGE / "model" / "card.json").read_text())  # what the service's GET /card must answer
-# The test-only setting that makes the service wait before loading its model, so that its 503 is observable.
-LOAD_DELAY_VARIABLE = "MUFFIN_V_CHIHUAHUA_TEST_LOAD_DELAY_SECONDS"
 
 
 def free_port() -> int:
@@ -61,6 +60,26 @@ def serving_folder(folder: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+        thread.join()
+
+
+@contextlib.contextmanager
+def serving_app(app: Any, port: int) -> Iterator[str]:
+    """An ASGI `app` served by uvicorn on 127.0.0.1:`port` in a thread of this process, for the with block (a real
+    server around an app a test made, e.g. with a loader it holds back); yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise AssertionError(f"uvicorn stopped before it listened on port {port}")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
         thread.join()
 
 
@@ -322,6 +341,17 @@ def post_files(url: str, files: list[tuple[str, bytes]], kind: str | None = "ima
     """POST /predict with (file name, bytes) as multipart files, each with the content type `kind`."""
     body, headers = multipart([(field, name, kind, data) for name, data in files])
     return request("POST", url + "/predict", body, headers)
+
+
+def image_input(data: list[bytes], **parameters) -> dict:
+    """The Open Inference Protocol's input tensor `image` of encoded images, as base64 JSON, with `parameters`."""
+    return {
+        "name": "image",
+        "datatype": "BYTES",
+        "shape": [len(data)],
+        "data": [base64.b64encode(item).decode() for item in data],
+        **({"parameters": parameters} if parameters else {}),
+    }
 
 
 def post_image(url: str, data: bytes, kind: str, filename: str | None = None):

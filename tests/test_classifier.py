@@ -175,12 +175,12 @@ def test_dataset_photos_keep_their_label_and_are_flagged_no_more_often_than_cros
     assert all(
         p.verdict == NEITHER for (label, _), p in zip(labelled_photos, predictions, strict=True) if p.verdict != label
     )
-    assert len(wrong) / len(predictions) <= classifier.card["neither"]["dataset_flagged_share"] + 1e-9, wrong
+    assert len(wrong) / len(predictions) <= classifier.card.neither["dataset_flagged_share"] + 1e-9, wrong
 
 
 @pytest.mark.parametrize("half", ["calibration", "held_out"])
 def test_sample_pictures_are_neither_at_the_rate_the_card_says(classifier, negatives, half):
-    rule = classifier.card["neither"]
+    rule = classifier.card.neither
     names = rule["negatives"][half]
     predictions = classifier.predict([images.decode(negatives[name], classifier.input_size) for name in names])
     caught = sum(p.verdict == NEITHER for p in predictions) / len(names)

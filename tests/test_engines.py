@@ -55,15 +55,15 @@ def test_onnx_runtime_uses_every_cpu_this_process_may_use():
 
 def test_every_engine_gives_the_outputs_the_card_names(engine):
     classifier = Classifier(engine=engine)
-    outputs = engines.load(engine, PACKAGE / "model" / classifier.card["files"][engine]["file"]).run(
+    outputs = engines.load(engine, PACKAGE / "model" / classifier.card.files[engine].file).run(
         np.zeros((2, *classifier.input_size[::-1], 3), np.float32)
     )
-    assert list(outputs._fields) == classifier.card["outputs"]
+    assert list(outputs._fields) == classifier.card.more["outputs"]
     features = classifier.neither_rule.references["muffin"].shape[1]  # the backbone's pooled channels
     assert [output.shape for output in outputs] == [
         (2, 1000),
         (2, 2),
-        (2, *classifier.card["heatmap"]["shape"]),
+        (2, *classifier.card.more["heatmap"]["shape"]),
         (2, 1000),
         (2, features),
     ]

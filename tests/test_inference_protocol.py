@@ -1,15 +1,16 @@
 """The Open Inference Protocol (KServe v2) routes of the service, started for real and asked by Triton's own HTTP
 client (tritonclient[http], in a venv of its own: tests/triton_client.py) and by hand-made requests.
 
-Readiness while the model loads, server and model metadata, verdicts for real photos (muffins, chihuahuas and
-a cat that is neither) equal to the embedded model's, outputs binary and JSON, the outputs a request names,
-base64 JSON input, binary tensor data by hand, and the protocol's errors. On the onnx engine: the codecs do not
-depend on the engine (test_service.py runs /predict on both).
+End to end: readiness, server and model metadata, verdicts for real photos (muffins, chihuahuas and a cat that
+is neither) equal to the embedded model's, outputs binary and JSON, the outputs a request names, base64 JSON
+input, binary tensor data by hand, and errors that need the app (the decoder, the limits). On the onnx engine: the
+codecs do not depend on the engine (test_service.py runs /predict on both). The codec's every rule is tested on
+bytes (test_service_inference_protocol_codec.py), the routes before the model is loaded in process
+(test_service_inference_protocol.py).
 """
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import math
@@ -21,7 +22,7 @@ import pytest
 import requests
 
 from muffin_v_chihuahua import images
-from tests.servers import CARD, LOAD_DELAY_VARIABLE, PACKAGE, ServiceProcess, answers, get
+from tests.servers import CARD, PACKAGE, ServiceProcess, get, image_input
 
 pytestmark = pytest.mark.service
 
@@ -36,18 +37,9 @@ def photos(label: str, count: int) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    """A service with the test-only load delay; `startup` holds what /v2/health/ready and live said while it loaded."""
     log = tmp_path_factory.mktemp("service-v2") / "service.log"
-    running = ServiceProcess("onnx", env={LOAD_DELAY_VARIABLE: "1.5"}, log=log).start()
-    try:
-        running.startup = []
-        for status, _ in answers(running.url + "/v2/health/ready", 240, running.process, interval=0.05):
-            running.startup.append((status, get(running.url + "/v2/health/live")[0], get(running.url + MODEL_URL)))
-            if status == 200:
-                break
+    with ServiceProcess("onnx", log=log) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -105,12 +97,9 @@ def assert_same(answers: list[dict], predictions) -> None:
 # ----- readiness and metadata --------------------------------------------------------------------------
 
 
-def test_not_ready_while_the_model_loads_but_live_then_ready(service):
-    statuses = [ready for ready, _, _ in service.startup]
-    assert statuses[0] == 503 and statuses[-1] == 200, service.startup
-    assert all(live == 200 for _, live, _ in service.startup)
-    status, body = service.startup[0][2]  # the model's metadata while it loads
-    assert status == 503 and "loading" in body["error"]
+def test_live_and_ready_once_loaded(service):
+    assert get(service.url + "/v2/health/live") == (200, {"live": True})
+    assert get(service.url + "/v2/health/ready") == (200, {"ready": True})
     assert get(service.url + MODEL_URL + "/ready") == (200, {"name": "muffin-v-chihuahua", "ready": True})
 
 
@@ -170,16 +159,6 @@ def infer(service, body: dict | bytes, headers: dict | None = None) -> requests.
     return requests.post(service.url + MODEL_URL + "/infer", data=data, headers=headers, timeout=120)
 
 
-def image_input(data: list[bytes], **parameters) -> dict:
-    return {
-        "name": "image",
-        "datatype": "BYTES",
-        "shape": [len(data)],
-        "data": [base64.b64encode(item).decode() for item in data],
-        **({"parameters": parameters} if parameters else {}),
-    }
-
-
 @pytest.mark.parametrize("parameters", [{}, {"content_type": "base64"}], ids=["plain", "content-type-base64"])
 def test_base64_json_in_json_out(service, onnx_classifier, cat, parameters):
     data = [photos("chihuahua", 1)[0].read_bytes(), cat]
@@ -235,58 +214,14 @@ def binary(size: int, raw: bytes) -> tuple[bytes, dict]:
     return header + raw, {"Inference-Header-Content-Length": str(len(header))}
 
 
-TINY = base64.b64encode(b"x").decode()
+# Through the app: the codec's every rule is tested on bytes (test_service_inference_protocol_codec.py).
 BAD_REQUESTS = {
     "not-json": (b"{not json", {}, 400, "not valid json"),
-    "not-an-object": (b"[]", {}, 400, "json object"),
-    "unknown-input": (
-        {"inputs": [{"name": "picture", "datatype": "BYTES", "shape": [1], "data": [TINY]}]},
-        {},
-        400,
-        "unknown input 'picture'",
-    ),
-    "wrong-datatype": (
-        {"inputs": [{"name": "image", "datatype": "FP32", "shape": [1], "data": [1.0]}]},
-        {},
-        400,
-        "datatype bytes",
-    ),
-    "wrong-shape": (
-        {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1, 224], "data": [TINY]}]},
-        {},
-        400,
-        "shape [n]",
-    ),
-    "shape-not-data": (
-        {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": [TINY]}]},
-        {},
-        400,
-        "1 elements",
-    ),
-    "not-base64": (
-        {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": ["not base64!"]}]},
-        {},
-        400,
-        "image[0]: not a base64",
-    ),
     "undecodable": (
         {"inputs": [image_input([b"", b"GIF89a broken"])]},
         {},
         400,
         "image[0]: the file is empty; image[1]:",
-    ),
-    "unknown-output": (
-        {"inputs": [image_input([b"x"])], "outputs": [{"name": "label"}]},
-        {},
-        400,
-        "unknown output 'label'",
-    ),
-    "binary-size-mismatch": (*binary(99, b"\0" * 8), 400, "binary_data_size 99"),
-    "header-length-past-the-body": (
-        b"{}",
-        {"Inference-Header-Content-Length": "1000"},
-        400,
-        "inference-header-content-length",
     ),
     "too-many-images": ({"inputs": [image_input([b"x"] * 17)]}, {}, 413, "at most 16"),
     # The element's length says 11 MB: refused from it, before its bytes.

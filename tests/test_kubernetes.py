@@ -73,10 +73,10 @@ def probe_port(spec: dict[str, Any], probe: dict[str, Any]) -> int:
 
 @pytest.fixture(scope="module")
 def service_routes() -> set[str]:
-    """The paths the service answers GET on, from its own app factory (the model is not loaded to list them)."""
-    return {
-        route.path for route in create_app(Settings(engine="onnx")).routes if "GET" in getattr(route, "methods", ())
-    }
+    """The paths the service answers GET on, from its own app factory's OpenAPI schema (its routers' routes; the
+    model is not loaded to list them)."""
+    paths = create_app(Settings(engine="onnx")).openapi()["paths"]
+    return {path for path, operations in paths.items() if "get" in operations}
 
 
 # ----- every container ------------------------------------------------------------------------------

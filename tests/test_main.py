@@ -160,7 +160,7 @@ def test_info_prints_version_engine_card_and_photo_counts(capsys, classifier, en
         "threads: {} ({})".format(*cpus.limit()),
         "demo photos: 65 chihuahua, 55 muffin",
     ]
-    assert json.loads(card) == classifier.card
+    assert json.loads(card) == classifier.card.to_dict()
 
 
 def test_version(capsys):

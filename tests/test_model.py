@@ -15,6 +15,7 @@ import pytest
 from builders import model as builder
 from builders.data import sha256_of
 from muffin_v_chihuahua import images
+from muffin_v_chihuahua.card import ModelCard, ModelFile
 from tests.conftest import PACKAGE
 
 MODEL_DIR = PACKAGE / "model"
@@ -149,10 +150,12 @@ FRESH_PROCESS = textwrap.dedent(
 def test_card_states_the_models_own_version_and_the_sha256_of_the_class_names(card):
     names_file = MODEL_DIR / card["imagenet_class_names"]
     assert card["imagenet_class_names_sha256"] == sha256_of(names_file)
-    assert card["model_version"] == builder.model_version(card) != card["version"]
+    typed = ModelCard.from_dict(card, MODEL_DIR / "card.json")
+    version = builder.model_version(typed.files, typed.imagenet_class_names_sha256, typed.built_at)
+    assert card["model_version"] == version != card["version"]
     assert card["model_version"].startswith(card["built_at"][:10].replace("-", ".") + "+")
-    changed = {**card, "files": {**card["files"], "onnx": {**card["files"]["onnx"], "sha256": "0" * 64}}}
-    assert builder.model_version(changed) != card["model_version"]  # another file, another version
+    changed = {**typed.files, "onnx": ModelFile(typed.files["onnx"].file, "0" * 64, typed.files["onnx"].bytes)}
+    assert builder.model_version(changed, typed.imagenet_class_names_sha256, typed.built_at) != version  # another file
 
 
 def test_saved_model_predicts_the_same_in_a_fresh_process(card, dataset_dir, tmp_path):

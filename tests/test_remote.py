@@ -21,7 +21,7 @@ from muffin_v_chihuahua import classifier as classifier_module
 from muffin_v_chihuahua import images, remote
 from muffin_v_chihuahua.environment import INFERENCE_URL_VARIABLE
 from tests.conftest import imported_after
-from tests.servers import CARD, LOAD_DELAY_VARIABLE, Relay, ServiceProcess, free_port
+from tests.servers import CARD, Relay, ServiceProcess, free_port, serving_app
 
 pytestmark = pytest.mark.service
 
@@ -93,7 +93,11 @@ def test_remote_predictions_are_the_embedded_models(service, labelled_photos):
     from muffin_v_chihuahua.classifier import Classifier
 
     client = remote.RemoteClassifier(service.url)
-    assert client.engine == "onnx-int8" and client.input_size == tuple(CARD["input_size"]) and client.card == CARD
+    assert (
+        client.engine == "onnx-int8"
+        and client.input_size == tuple(CARD["input_size"])
+        and client.card.to_dict() == CARD
+    )
     local = Classifier("onnx")
     photos = labelled_photos[::6]
     arrays = [images.decode(path.read_bytes(), client.input_size) for _, path in photos]
@@ -171,7 +175,7 @@ def test_a_refused_connection_is_tried_again_so_a_service_that_comes_up_meanwhil
         retries(before_each=relay.listen) as seen,
         remote.RemoteClassifier(relay.url) as client,
     ):
-        assert client.card == CARD
+        assert client.card.to_dict() == CARD
     assert len(seen) == 1 and relay.connections == 1, seen
 
 
@@ -225,29 +229,29 @@ def test_a_stopped_service_is_named_plainly_and_the_page_recovers_when_it_return
     [error] = errors(app)
     assert url in error and "cannot be reached" in error and not verdicts(app)
 
-    # Started, but still loading its model: the page says it is not ready.
-    service = ServiceProcess("onnx", port=port, env={LOAD_DELAY_VARIABLE: "4"}, log=tmp_path / "service.log").start()
-    try:
-        status, _ = service.wait_until_listening()
-        assert status == 503  # the test-only delay holds the model back for 4 s
+    # Started, but still loading its model (a stub here, held back until the page has seen it): not ready.
+    from muffin_v_chihuahua.service import Settings, create_app
+    from tests.stub_classifier import gate
+
+    held_back = gate()
+    service_app = create_app(Settings(engine="onnx"), load_model=held_back)
+    with serving_app(service_app, port):
         app.run()
         [error] = errors(app)
         assert url in error and "not ready" in error and "loading" in error
-        service.wait_until_ready()
+        held_back.open()
+        service_app.state.model.done.wait()
         app.button[0].click().run()  # "Try again"
         assert not app.exception and not errors(app)
         assert len(verdicts(app)) == 3
 
-        # The service goes away while the page is open: the next interaction says so, no stack trace.
-        service.stop()
-        app.button[0].click().run()  # "Shuffle & predict"
-        assert not app.exception
-        [error] = errors(app)
-        assert url in error and "cannot be reached" in error
+    # The service goes away while the page is open: the next interaction says so, no stack trace.
+    app.button[0].click().run()  # "Shuffle & predict"
+    assert not app.exception
+    [error] = errors(app)
+    assert url in error and "cannot be reached" in error
 
-        # ... and comes back.
-        service = ServiceProcess("onnx", port=port, log=tmp_path / "service-again.log").start().wait_until_ready()
+    # ... and comes back (the real one, in its own process).
+    with ServiceProcess("onnx", port=port, log=tmp_path / "service-again.log"):
         app.run()
         assert not app.exception and not errors(app) and len(verdicts(app)) == 3
-    finally:
-        service.stop()

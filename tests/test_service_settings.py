@@ -3,6 +3,9 @@ named with its variable, the command line's options over the variables."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 import pytest
 
 from muffin_v_chihuahua import engines, uploads
@@ -14,7 +17,6 @@ from muffin_v_chihuahua.service.settings import (
     MAX_FILES_VARIABLE,
     MAX_HELD_MB_VARIABLE,
     MAX_UPLOAD_MB_VARIABLE,
-    TEST_LOAD_DELAY_VARIABLE,
     Settings,
 )
 
@@ -27,7 +29,6 @@ VARIABLES = (
     MAX_FILES_VARIABLE,
     MAX_HELD_MB_VARIABLE,
     LOG_FORMAT_VARIABLE,
-    TEST_LOAD_DELAY_VARIABLE,
 )
 
 
@@ -52,7 +53,7 @@ def test_no_variable_gives_the_defaults():
         MAX_FILES,
         None,
     )
-    assert (settings.log_format, settings.load_delay) == ("text", 0.0)
+    assert settings.log_format == "text"
 
 
 def test_every_variable_is_read(monkeypatch, tmp_path):
@@ -65,7 +66,6 @@ def test_every_variable_is_read(monkeypatch, tmp_path):
         MAX_FILES_VARIABLE: "2",
         MAX_HELD_MB_VARIABLE: "1.5",
         LOG_FORMAT_VARIABLE: "JSON",
-        TEST_LOAD_DELAY_VARIABLE: "1.5",
     }
     for variable, value in values.items():
         monkeypatch.setenv(variable, value)
@@ -78,7 +78,6 @@ def test_every_variable_is_read(monkeypatch, tmp_path):
         max_files=2,
         max_held_mb=1.5,
         log_format="json",
-        load_delay=1.5,
     )
 
 
@@ -119,8 +118,6 @@ def test_the_command_lines_options_win_over_the_variables(monkeypatch, tmp_path)
         (MAX_HELD_MB_VARIABLE, "0", "must be more than 0 (MB), not 0.0"),
         (MAX_HELD_MB_VARIABLE, "-1", "must be more than 0 (MB), not -1.0"),
         (LOG_FORMAT_VARIABLE, "xml", "must be one of text, json, not 'xml'"),
-        (TEST_LOAD_DELAY_VARIABLE, "-1", "must be 0 or more (seconds), not -1.0"),
-        (TEST_LOAD_DELAY_VARIABLE, "soon", "is not a valid float"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(monkeypatch, variable, value, says):
@@ -134,3 +131,31 @@ def test_a_bad_value_is_refused_naming_its_variable(monkeypatch, variable, value
 def test_settings_made_in_code_are_checked_too():
     with pytest.raises(SettingError, match=f"^{MAX_FILES_VARIABLE} must be at least 1"):
         Settings(max_files=0)
+    with pytest.raises(SettingError, match=f"^{LOG_FORMAT_VARIABLE} must be one of"):
+        dataclasses.replace(Settings(), log_format="xml")
+
+
+def test_settings_cannot_change_once_made():
+    settings = Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.max_files = 0  # type: ignore[misc]
+
+
+def test_each_variable_is_read_once(monkeypatch):
+    """from_environment asks the environment once per variable: a value that changes meanwhile is not half-read."""
+    asked: list[str] = []
+    environ = dict(os.environ)
+
+    class Counting(dict):
+        def get(self, key, default=None):
+            asked.append(key)
+            return super().get(key, default)
+
+        def __getitem__(self, key):
+            asked.append(key)
+            return super().__getitem__(key)
+
+    monkeypatch.setattr(os, "environ", Counting(environ))
+    Settings.from_environment()
+    service_variables = [variable for variable in asked if variable in VARIABLES]
+    assert sorted(service_variables) == sorted(set(service_variables)) and set(service_variables) == set(VARIABLES)

@@ -19,11 +19,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from muffin_v_chihuahua.service.bodies import BadInput
+from muffin_v_chihuahua.service.bodies import BadInput, declared_length
 
 QUEUED = 1  # requests waiting, bodies read, for a worker: the next one starts without waiting for a body
 RETRY_AFTER_SECONDS = 1  # a request of the largest kind takes about a second of a worker
@@ -35,10 +35,12 @@ def budget(request_limit: int, workers: int) -> int:
 
 
 class Overloaded(BadInput):
-    """A request refused because the service is busy (`why`: with what): 503 with Retry-After."""
+    """A request refused because the service is busy (`why`: with what): 503 with Retry-After (and `headers`), the
+    service's JSON error body ({"detail", "errors"})."""
 
-    def __init__(self, why: str):
-        super().__init__(503, [(None, f"the service is busy ({why}): retry later")])
+    def __init__(self, why: str, headers: dict[str, str] | None = None):
+        retry_after = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        super().__init__(503, [(None, f"the service is busy ({why}): retry later")], {**retry_after, **(headers or {})})
 
 
 class Admission:
@@ -81,15 +83,14 @@ class AdmissionMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {name.lower(): value for name, value in scope["headers"]}
-        declared = headers.get(b"content-length", b"").decode("latin-1")
+        declared = declared_length(Headers(scope=scope))
         reserved = 0
         try:
-            if declared.isdigit() and 0 < int(declared) <= self.request_limit:
-                if not self.admission.reserve(int(declared)):
+            if declared is not None and 0 < declared <= self.request_limit:
+                if not self.admission.reserve(declared):
                     await self._refuse(scope, send, self.admission.overloaded())
                     return
-                reserved = int(declared)
+                reserved = declared
             received = 0
 
             async def counted() -> Message:
@@ -113,42 +114,23 @@ class AdmissionMiddleware:
         async def nothing() -> Message:  # the answer never asks for the body: an expecting client is not invited
             return {"type": "http.disconnect"}
 
-        await answer(error)(scope, nothing, send)
-
-
-async def overloaded(request: Request, error: Exception) -> JSONResponse:
-    """The app's handler for Overloaded raised while a body is read."""
-    assert isinstance(error, Overloaded)
-    return answer(error)
-
-
-def answer(error: Overloaded, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The 503 answer: the service's JSON error body ({"detail", "errors"}), Retry-After and `headers`."""
-    errors = [{"file": name, "error": message} for name, message in error.errors]
-    detail = "; ".join(message for _, message in error.errors)
-    return JSONResponse(
-        {"detail": detail, "errors": errors},
-        status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS), **(headers or {})},
-    )
+        await error.answer()(scope, nothing, send)
 
 
 def refusing_every_request(on_refused: Callable[[], None]) -> ASGIApp:
     """An ASGI app that answers every request 503 busy, with `Connection: close` (fewer connections is the
     point), calling on_refused: uvicorn's answer past its limit_concurrency (app.run), in the service's shape."""
-    error = Overloaded("too many connections or requests at once")
+    error = Overloaded("too many connections or requests at once", {"Connection": "close"})
 
     async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
         on_refused()
-        await answer(error, {"Connection": "close"})(scope, receive, send)
+        await error.answer()(scope, receive, send)
 
     return refuse
 
 
-def install(app: FastAPI, held_bytes: int, request_limit: int, on_refused: Callable[[], None]) -> Admission:
-    """Bound the request bytes `app` holds at once to `held_bytes`, calling on_refused for each request refused;
-    the Admission, for the health check's figures."""
+def install(app: FastAPI, held_bytes: int, request_limit: int, on_refused: Callable[[], None]) -> None:
+    """Bound the request bytes `app` holds at once to `held_bytes`, calling on_refused for each request refused.
+    An Overloaded raised while a body is read is answered by the app's BadInput handler (bodies.bad_input_answer)."""
     admission = Admission(held_bytes, on_refused)
     app.add_middleware(AdmissionMiddleware, admission=admission, request_limit=request_limit)
-    app.add_exception_handler(Overloaded, overloaded)
-    return admission

@@ -1,20 +1,25 @@
-"""Reading request bodies: multipart files or one raw image, each refused (BadInput) as soon as it is too large.
+"""Reading request bodies, the one place that does: with a limit (refused from the Content-Length before a byte is
+read, else as soon as the bytes pass it), multipart files or one raw image, and a refused body's rest drained.
 
 Bad input never gives a 5xx: too large -> 413, not an image -> 415, a damaged image -> 422, each with a
-JSON body naming the file and what is wrong (see app.bad_input).
+JSON body naming the file and what is wrong (bad_input_answer).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import python_multipart
-from fastapi import Request
 from python_multipart.multipart import parse_options_header
+from starlette.responses import JSONResponse
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
+    from starlette.requests import Request
+    from starlette.types import Receive
 
 # Content types accepted for an image (a multipart part may also say application/octet-stream or nothing).
 IMAGE_TYPES = {
@@ -32,15 +37,29 @@ ACCEPTED = "image/jpeg, image/png, image/webp, image/gif, image/bmp or image/tif
 UNTYPED = ("", "application/octet-stream")
 MULTIPART_FIELDS = ("files", "file")
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers, per request
+FORM_FIELD_LIMIT = 64 * 1024  # a form field that is not a file (the body may carry some: they are dropped)
 
 
 class BadInput(Exception):
-    """A client error: the HTTP status and, per file, what is wrong."""
+    """A client error: the HTTP status, per file what is wrong, and the answer's own headers."""
 
-    def __init__(self, status: int, errors: list[tuple[str | None, str]]):
+    def __init__(self, status: int, errors: list[tuple[str | None, str]], headers: dict[str, str] | None = None):
         super().__init__(errors[0][1])
         self.status = status
         self.errors = errors
+        self.headers = headers or {}
+
+    def answer(self) -> JSONResponse:
+        """{"detail": all that is wrong, "errors": [{"file", "error"}, ...]} with the status and headers."""
+        errors = [{"file": name, "error": message} for name, message in self.errors]
+        detail = "; ".join(f"{name}: {message}" if name else message for name, message in self.errors)
+        return JSONResponse({"detail": detail, "errors": errors}, status_code=self.status, headers=self.headers)
+
+
+async def bad_input_answer(request: Request, error: Exception) -> JSONResponse:
+    """The app's handler for BadInput (Overloaded too: admission.py)."""
+    assert isinstance(error, BadInput)
+    return error.answer()
 
 
 @dataclass
@@ -54,110 +73,166 @@ def media_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
 
 
-def _megabytes(limit: int) -> str:
-    return f"{limit / (1024 * 1024):.3g} MB"
+def declared_length(headers: Mapping[str, str]) -> int | None:
+    """The body's length as its Content-Length header declares it, if that is a number."""
+    declared = headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
 
 
-def _check_declared_length(request: Request, limit: int, name: str | None, what: str) -> None:
-    """Refuse from the Content-Length header alone, before reading a byte of the body."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BadInput(
-            413, [(name, f"{what} of {int(declared):,} bytes is larger than the limit of {_megabytes(limit)}")]
-        )
+def too_large(what: str, limit: int, size: int | None = None) -> str:
+    """What a body or an image over its limit is told, e.g. "the image of 11,534,336 bytes is larger than the
+    limit of 10 MB" (`size` when it is known)."""
+    of_size = "" if size is None else f" of {size:,} bytes"
+    return f"{what}{of_size} is larger than the limit of {limit / (1024 * 1024):.3g} MB"
 
 
-async def read_body(request: Request, limit: int, name: str) -> bytes:
-    """The raw body, refused (413) from its Content-Length or as soon as more than `limit` bytes arrive."""
-    _check_declared_length(request, limit, name, "the image")
-    body = bytearray()
+def limited_chunks(
+    request: Request, limit: int, what: str, refused: Callable[[str], Exception]
+) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive; `refused(too_large(...))` is raised at once from a Content-Length over
+    `limit` (before a byte is read), else as soon as more than `limit` bytes have arrived."""
+    declared = declared_length(request.headers)
+    if declared is not None and declared > limit:
+        raise refused(too_large(what, limit, declared))
+    return _chunks_up_to(request, limit, what, refused)
+
+
+async def _chunks_up_to(
+    request: Request, limit: int, what: str, refused: Callable[[str], Exception]
+) -> AsyncIterator[bytes]:
+    received = 0
     async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise refused(too_large(what, limit))
+        yield chunk
+
+
+async def read_limited(request: Request, limit: int, what: str, refused: Callable[[str], Exception]) -> bytes:
+    """The whole body, at most `limit` bytes (see limited_chunks)."""
+    body = bytearray()
+    async for chunk in limited_chunks(request, limit, what, refused):
         body += chunk
-        if len(body) > limit:
-            raise BadInput(413, [(name, f"the image is larger than the limit of {_megabytes(limit)}")])
     return bytes(body)
+
+
+async def drain(receive: Receive, limit: int, idle_seconds: float) -> None:
+    """Read the rest of a body and drop each chunk as it comes, up to `limit` bytes, until the client has sent
+    nothing for `idle_seconds` or is gone."""
+    discarded = 0
+    with anyio.move_on_after(idle_seconds) as idle:
+        while discarded <= limit:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            discarded += len(message.get("body", b""))
+            idle.deadline = anyio.current_time() + idle_seconds
+
+
+async def read_image(request: Request, limit: int, name: str) -> bytes:
+    """One image as the raw body, refused (413, naming it) past `limit` bytes."""
+    return await read_limited(request, limit, "the image", lambda message: BadInput(413, [(name, message)]))
 
 
 async def read_multipart(request: Request, file_limit: int, max_files: int) -> list[Upload]:
     """The files of a multipart/form-data body, each refused (413) as soon as it passes `file_limit`."""
-    _check_declared_length(
-        request, file_limit * max_files + MULTIPART_OVERHEAD, None, f"the request (up to {max_files} images)"
+    chunks = limited_chunks(
+        request,
+        file_limit * max_files + MULTIPART_OVERHEAD,
+        f"the request (up to {max_files} images)",
+        lambda message: BadInput(413, [(None, message)]),
     )
     _, options = parse_options_header(request.headers["content-type"])
     boundary = options.get(b"boundary")
     if not boundary:
         raise BadInput(422, [(None, "the multipart/form-data content type has no boundary")])
-    uploads: list[Upload] = []
-    part: dict[str, Any] = {}
-    ended: list[bool] = []
-
-    def on_part_begin() -> None:
-        part.clear()
-        part.update(headers={}, field=b"", value=b"", data=bytearray())
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        part["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        part["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        part["headers"][part["field"].lower()] = part["value"]
-        part["field"], part["value"] = b"", b""
-
-    def on_headers_finished() -> None:
-        _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
-        part["name"] = disposition.get(b"name", b"").decode("utf-8", "replace")
-        part["filename"] = (
-            disposition.get(b"filename", b"").decode("utf-8", "replace") if b"filename" in disposition else None
-        )
-        part["is_file"] = part["filename"] is not None or part["name"] in MULTIPART_FIELDS
-        if part["is_file"] and len(uploads) >= max_files:
-            raise BadInput(413, [(None, f"too many images: at most {max_files} per request")])
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if not part["is_file"]:
-            if len(part["data"]) + end - start > 64 * 1024:
-                raise BadInput(413, [(part["name"] or None, "a form field is larger than 64 KB")])
-            part["data"] += data[start:end]
-            return
-        part["data"] += data[start:end]
-        if len(part["data"]) > file_limit:
-            name = part["filename"] or part["name"]
-            raise BadInput(413, [(name, f"the image is larger than the limit of {_megabytes(file_limit)}")])
-
-    def on_part_end() -> None:
-        if part["is_file"]:
-            name = part["filename"] or f"{part['name']}[{len(uploads)}]"
-            kind = media_type(part["headers"].get(b"content-type", b"").decode("latin-1"))
-            uploads.append(Upload(name, kind, part["data"]))  # the next part gets a new buffer
-
-    callbacks: MultipartCallbacks = {
-        "on_part_begin": on_part_begin,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-        "on_end": lambda: ended.append(True),
-    }
+    files = _MultipartFiles(file_limit, max_files)
     try:
-        parser = python_multipart.MultipartParser(boundary, callbacks)
-        async for chunk in request.stream():
+        parser = python_multipart.MultipartParser(boundary, files.callbacks())
+        async for chunk in chunks:
             parser.write(chunk)
         parser.finalize()
     except BadInput:
         raise
     except Exception as error:  # python-multipart's parse errors
         raise BadInput(422, [(None, f"the multipart/form-data body cannot be parsed: {error}")]) from None
-    if not ended:
+    if not files.ended:
         raise BadInput(422, [(None, "the multipart/form-data body is incomplete: it has no closing boundary")])
-    if not uploads:
+    if not files.uploads:
         raise BadInput(
             422, [(None, f"no image in the request: send files under the form field {MULTIPART_FIELDS[0]!r}")]
         )
-    return uploads
+    return files.uploads
+
+
+class _MultipartFiles:
+    """python-multipart's callbacks: the files of a body as its parts arrive, each refused as soon as it is too
+    large, the files too many or a form field over FORM_FIELD_LIMIT."""
+
+    def __init__(self, file_limit: int, max_files: int):
+        self.file_limit, self.max_files = file_limit, max_files
+        self.uploads: list[Upload] = []
+        self.part: dict[str, Any] = {}
+        self.ended = False
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+            "on_end": self.on_end,
+        }
+
+    def on_part_begin(self) -> None:
+        self.part = {"headers": {}, "field": b"", "value": b"", "data": bytearray()}  # a new buffer for each part
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.part["field"] += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.part["value"] += data[start:end]
+
+    def on_header_end(self) -> None:
+        part = self.part
+        part["headers"][part["field"].lower()] = part["value"]
+        part["field"], part["value"] = b"", b""
+
+    def on_headers_finished(self) -> None:
+        part = self.part
+        _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
+        part["name"] = disposition.get(b"name", b"").decode("utf-8", "replace")
+        part["filename"] = (
+            disposition.get(b"filename", b"").decode("utf-8", "replace") if b"filename" in disposition else None
+        )
+        part["is_file"] = part["filename"] is not None or part["name"] in MULTIPART_FIELDS
+        if part["is_file"] and len(self.uploads) >= self.max_files:
+            raise BadInput(413, [(None, f"too many images: at most {self.max_files} per request")])
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self.part
+        if not part["is_file"]:
+            if len(part["data"]) + end - start > FORM_FIELD_LIMIT:
+                raise BadInput(413, [(part["name"] or None, "a form field is larger than 64 KB")])
+            part["data"] += data[start:end]
+            return
+        part["data"] += data[start:end]
+        if len(part["data"]) > self.file_limit:
+            name = part["filename"] or part["name"]
+            raise BadInput(413, [(name, too_large("the image", self.file_limit))])
+
+    def on_part_end(self) -> None:
+        part = self.part
+        if part["is_file"]:
+            name = part["filename"] or f"{part['name']}[{len(self.uploads)}]"
+            kind = media_type(part["headers"].get(b"content-type", b"").decode("latin-1"))
+            self.uploads.append(Upload(name, kind, part["data"]))
+
+    def on_end(self) -> None:
+        self.ended = True
 
 
 def check_type(upload: Upload) -> None:

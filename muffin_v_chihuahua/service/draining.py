@@ -17,8 +17,10 @@ request.
 
 from __future__ import annotations
 
-import anyio
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from muffin_v_chihuahua.service.bodies import declared_length, drain
 
 # A client silent this long while we drain has gone (uvicorn's keep-alive timeout is as long); shorter gaps are
 # normal under load: 24 clients sending 144 MB each with 4 busy processes on 2 CPUs went 0.76 s without a chunk.
@@ -35,11 +37,11 @@ class FinishReading:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {name.lower(): value for name, value in scope["headers"]}
-        declared = headers.get(b"content-length", b"").decode("latin-1")
-        chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
-        expects = headers.get(b"expect", b"").lower() == b"100-continue"
-        body_ended = not chunked and (not declared.isdigit() or int(declared) == 0)
+        headers = Headers(scope=scope)
+        declared = declared_length(headers)
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        expects = headers.get("expect", "").lower() == "100-continue"
+        body_ended = not chunked and not declared
         invited = False  # the app asked for the body: uvicorn has told an expecting client to send it
         held_end: Message | None = None
 
@@ -66,17 +68,6 @@ class FinishReading:
 
         await self.app(scope, tracked, holding_end)
         if held_end is not None:  # after the app (and the reservations it held) is done
-            if chunked or int(declared) <= self.limit:
-                await self._discard(receive)
+            if chunked or (declared or 0) <= self.limit:
+                await drain(receive, self.limit, IDLE_SECONDS)
             await send(held_end)
-
-    async def _discard(self, receive: Receive) -> None:
-        """Read the rest of the body and drop it, up to `limit` bytes, until the client is silent or gone."""
-        discarded = 0
-        with anyio.move_on_after(IDLE_SECONDS) as idle:
-            while discarded <= self.limit:
-                message = await receive()
-                if message["type"] != "http.request" or not message.get("more_body", False):
-                    return
-                discarded += len(message.get("body", b""))
-                idle.deadline = anyio.current_time() + IDLE_SECONDS

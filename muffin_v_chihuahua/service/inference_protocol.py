@@ -1,4 +1,5 @@
-"""The Open Inference Protocol (KServe v2, Triton's HTTP API) beside /predict, for clients that speak it.
+"""The Open Inference Protocol (KServe v2, Triton's HTTP API) beside /predict, for clients that speak it: its routes
+(the tensors' codec is inference_protocol_codec.py).
 
     GET  /v2                                   server metadata (name, version, extensions)
     GET  /v2/health/live                       200 while the process answers
@@ -9,376 +10,146 @@
 
 (each /v2/models/muffin-v-chihuahua/... also under .../versions/<the card's model_version>/...)
 
-The input `image` is BYTES of shape [N]: one encoded image (JPEG, PNG, ...) per element, at most the
-service's max_files of them, each at most its upload limit. In JSON each element is a base64 string (the
-KServe convention; `"parameters": {"content_type": "base64"}` may say so); with the binary tensor data
-extension (request header Inference-Header-Content-Length: the JSON header's length, the tensors' raw bytes
-after it, `parameters.binary_data_size` per input) the elements are each a 4-byte little-endian length and
-the bytes. OUTPUTS below are the answers; a request's `outputs` chooses among them, and each is binary when
-its `parameters.binary_data` (or the request's `parameters.binary_data_output`) is true.
-
-Errors are `{"error": "..."}`: 400 for a request the protocol or the decoder refuses (naming the element),
-413 for an image, too many images or a body over the limits, 404 for another model or version, 503 while
-the model loads.
+Errors are the protocol's `{"error": "..."}`: 400 for a request the protocol or the decoder refuses (naming the
+element), 413 for an image, too many images or a body over the limits, 404 for another model or version, 503
+while the model loads or if it failed to load.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import math
-import struct
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import anyio
-import numpy as np
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from muffin_v_chihuahua import __version__
-from muffin_v_chihuahua.classifier import TOP_LABELS, Prediction
+from muffin_v_chihuahua.classifier import Classifier
 from muffin_v_chihuahua.service import observing
-from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD, Upload
+from muffin_v_chihuahua.service.bodies import Upload, read_limited
 from muffin_v_chihuahua.service.inference import Undecodable, classify
-from muffin_v_chihuahua.service.loading import Model
+from muffin_v_chihuahua.service.inference_protocol_codec import (
+    HEADER_LENGTH,
+    INPUT,
+    OUTPUT_NOTES,
+    OUTPUTS,
+    ProtocolError,
+    binary_response,
+    body_limit,
+    encode_outputs,
+    parse_request,
+    split_request,
+)
+from muffin_v_chihuahua.service.loading import ModelNotReady, ready_model
 from muffin_v_chihuahua.service.metrics import Metrics
 
 MODEL_NAME = "muffin-v-chihuahua"
 SERVER_NAME = "muffin-v-chihuahua"
 EXTENSIONS = ["binary_tensor_data"]
-HEADER_LENGTH = "Inference-Header-Content-Length"
-INPUT = "image"
 PLATFORMS = {"onnx-int8": "onnxruntime_onnx", "onnx": "onnxruntime_onnx", "keras": "tensorflow_keras"}
-# The JSON header of a request (everything but its tensors) is refused above this size.
-HEADER_LIMIT = MULTIPART_OVERHEAD
 
 
-@dataclass(frozen=True)
-class Output:
-    datatype: str  # "BYTES" or "FP32"
-    shape: tuple[int, ...]  # per image (N comes first)
-    values: Callable[[Prediction], Any]  # one image's value(s)
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-OUTPUTS: dict[str, Output] = {
-    "verdict": Output("BYTES", (), lambda p: p.verdict),
-    # NaN (null in JSON) when the verdict is "neither", which the head cannot judge.
-    "probability": Output("FP32", (), lambda p: math.nan if p.probability is None else p.probability),
-    "evidence": Output("FP32", (), lambda p: p.evidence),
-    "imagenet_labels": Output("BYTES", (TOP_LABELS,), lambda p: [label.name for label in p.imagenet]),
-    "imagenet_probabilities": Output("FP32", (TOP_LABELS,), lambda p: [label.probability for label in p.imagenet]),
-    "reason": Output("BYTES", (), lambda p: p.reason or ""),  # "" unless the verdict is "neither"
-}
-OUTPUT_NOTES = {
-    "verdict": "muffin, chihuahua or neither",
-    "probability": "the head's probability of the verdict; NaN (null in JSON) when the verdict is neither",
-    "evidence": "the head's class's probability against its strongest ImageNet rival",
-    "imagenet_labels": "the top ImageNet labels, most likely first",
-    "imagenet_probabilities": "their probabilities",
-    "reason": "why the verdict is neither; empty otherwise",
-}
+class ProtocolRoute(APIRoute):
+    """A route that answers the protocol's refusals, and a model not ready, in the protocol's error shape."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except ProtocolError as refused:
+                return error(refused.status, str(refused))
+            except Undecodable as undecodable:
+                return error(400, str(undecodable))
+            except ModelNotReady as not_ready:
+                return error(503, not_ready.detail, not_ready.headers)
+
+        return answer
 
 
-class ProtocolError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
+def known_model(request: Request, name: str, version: str | None = None) -> Classifier:
+    """The model, if `name` (and `version`, if given) are this one's, else 404: for another model even while it loads."""
+    if name != MODEL_NAME:
+        raise ProtocolError(404, f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
+    classifier = ready_model(request)
+    if version is not None and version != classifier.model_version:
+        raise ProtocolError(404, f"unknown version {version!r} of {MODEL_NAME}: it is {classifier.model_version}")
+    return classifier
 
 
-def _megabytes(limit: int) -> str:
-    return f"{limit / (1024 * 1024):.3g} MB"
+KnownModel = Annotated[Classifier, Depends(known_model)]
 
 
-def body_limit(max_bytes: int, max_files: int) -> int:
-    """The largest infer request body: base64 makes an image a third larger, the JSON around the images is at
-    most HEADER_LIMIT."""
-    return max_files * (4 * math.ceil(max_bytes / 3) + 8) + HEADER_LIMIT
+def metadata(classifier: Classifier, max_bytes: int, max_files: int) -> dict[str, Any]:
+    """The model's metadata: its versions, platform, tensors and the limits an inference must keep."""
+    return {
+        "name": MODEL_NAME,
+        "versions": [classifier.model_version],
+        "platform": PLATFORMS.get(classifier.engine, classifier.engine),
+        "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [
+            {"name": name, "datatype": output.datatype, "shape": [-1, *output.shape]}
+            for name, output in OUTPUTS.items()
+        ],
+        "parameters": {
+            "input": f"{INPUT}: one encoded image (JPEG, PNG, WebP, GIF, BMP, TIFF) per element; base64 strings in JSON",
+            "outputs": OUTPUT_NOTES,
+            "class_names": list(classifier.card.class_names),
+            "max_batch_size": max_files,
+            "max_image_bytes": max_bytes,
+            "model_sha256": classifier.model_sha256,
+        },
+    }
 
 
-def router(
-    model: Model, metrics: Metrics, *, max_bytes: int, max_files: int, workers: anyio.CapacityLimiter
-) -> APIRouter:
-    """The protocol's routes for `model`, with /predict's limits: `max_bytes` per image, `max_files` per request."""
-    routes = APIRouter(tags=["Open Inference Protocol (KServe v2)"])
+def router(metrics: Metrics, *, max_bytes: int, max_files: int, workers: anyio.CapacityLimiter) -> APIRouter:
+    """The protocol's routes for the app's model, with /predict's limits: `max_bytes` per image, `max_files` per request."""
+    routes = APIRouter(tags=["Open Inference Protocol (KServe v2)"], route_class=ProtocolRoute)
     largest = body_limit(max_bytes, max_files)
-
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-    def not_ready() -> JSONResponse:
-        if model.error:
-            return error(503, f"the model could not be loaded: {model.error}")
-        return error(503, "the model is loading", {"Retry-After": "1"})
-
-    def unknown(name: str, version: str | None) -> JSONResponse | None:
-        if name != MODEL_NAME:
-            return error(404, f"unknown model {name!r}: this server serves {MODEL_NAME!r}")
-        if version is not None and model.classifier is not None and version != model.classifier.model_version:
-            return error(404, f"unknown version {version!r} of {MODEL_NAME}: it is {model.classifier.model_version}")
-        return None
 
     @routes.get("/v2/health/live")
     async def live() -> dict[str, Any]:
         return {"live": True}
 
-    @routes.get("/v2/health/ready", response_model=None)
-    async def ready() -> dict[str, Any] | JSONResponse:
-        if model.classifier is None:
-            return JSONResponse({"ready": False}, status_code=503)
+    @routes.get("/v2/health/ready", dependencies=[Depends(ready_model)])
+    async def ready() -> dict[str, Any]:
         return {"ready": True}
 
     @routes.get("/v2")
     async def server_metadata() -> dict[str, Any]:
         return {"name": SERVER_NAME, "version": __version__, "extensions": EXTENSIONS}
 
-    def model_metadata(name: str, version: str | None = None) -> dict[str, Any] | JSONResponse:
-        if problem := unknown(name, version):
-            return problem
-        if model.classifier is None:
-            return not_ready()
-        card = model.classifier.card
-        return {
-            "name": MODEL_NAME,
-            "versions": [model.classifier.model_version],
-            "platform": PLATFORMS.get(model.classifier.engine, model.classifier.engine),
-            "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
-            "outputs": [
-                {"name": name, "datatype": output.datatype, "shape": [-1, *output.shape]}
-                for name, output in OUTPUTS.items()
-            ],
-            "parameters": {
-                "input": f"{INPUT}: one encoded image (JPEG, PNG, WebP, GIF, BMP, TIFF) per element; "
-                "base64 strings in JSON",
-                "outputs": OUTPUT_NOTES,
-                "class_names": list(card["class_names"]),
-                "max_batch_size": max_files,
-                "max_image_bytes": max_bytes,
-                "model_sha256": model.classifier.model_sha256,
-            },
-        }
+    def model_metadata(classifier: KnownModel) -> dict[str, Any]:
+        return metadata(classifier, max_bytes, max_files)
 
-    def model_ready(name: str, version: str | None = None) -> dict[str, Any] | JSONResponse:
-        if problem := unknown(name, version):
-            return problem
-        if model.classifier is None:
-            return JSONResponse({"name": MODEL_NAME, "ready": False}, status_code=503)
+    def model_ready(classifier: KnownModel) -> dict[str, Any]:
         return {"name": MODEL_NAME, "ready": True}
 
-    async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        if problem := unknown(name, version):
-            return problem
-        if model.classifier is None:
-            return not_ready()
-        classifier = model.classifier
-        try:
-            header, blobs = await _read_request(request, largest)
-            data, outputs, binary = _parse(header, blobs, max_bytes, max_files)
-            uploads = [Upload(f"{INPUT}[{index}]", "", element) for index, element in enumerate(data)]
-            predictions = await anyio.to_thread.run_sync(
-                classify, classifier, uploads, metrics.inferred, limiter=workers
-            )
-        except Undecodable as undecodable:
-            return error(400, str(undecodable))
-        except ProtocolError as refused:
-            return error(refused.status, refused.message)
-        metrics.predicted(prediction.verdict for prediction in predictions)
-        observing.note(request, (prediction.verdict for prediction in predictions))
+    async def infer(request: Request, classifier: KnownModel) -> Response:
+        body = await read_limited(request, largest, "the request", lambda message: ProtocolError(413, message))
+        header, blobs = split_request(body, request.headers.get(HEADER_LENGTH))
+        data, outputs, binary = parse_request(header, blobs, max_bytes, max_files)
+        uploads = [Upload(f"{INPUT}[{index}]", "", element) for index, element in enumerate(data)]
+        predictions = await anyio.to_thread.run_sync(classify, classifier, uploads, metrics.inferred, limiter=workers)
+        observing.predicted(request, metrics, predictions)
         answer: dict[str, Any] = {"model_name": MODEL_NAME, "model_version": classifier.model_version}
         if isinstance(header.get("id"), str):
             answer["id"] = header["id"]
-        answer["outputs"], tail = _outputs(predictions, outputs, binary)
+        answer["outputs"], tail = encode_outputs(predictions, outputs, binary)
         if not tail:
             return JSONResponse(answer)
-        head = json.dumps(answer, allow_nan=False).encode()
-        return Response(
-            head + b"".join(tail),
-            media_type="application/octet-stream",
-            headers={HEADER_LENGTH: str(len(head))},
-        )
+        content, head_length = binary_response(answer, tail)
+        return Response(content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(head_length)})
 
     for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         routes.add_api_route(prefix, model_metadata, methods=["GET"], response_model=None)
         routes.add_api_route(prefix + "/ready", model_ready, methods=["GET"], response_model=None)
         routes.add_api_route(prefix + "/infer", infer, methods=["POST"], response_model=None)
     return routes
-
-
-async def _read_request(request: Request, limit: int) -> tuple[dict[str, Any], bytes]:
-    """The JSON header (an object) and the binary tensor data after it (b"" without the extension)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(
-            413, f"the request of {int(declared):,} bytes is larger than the limit of {_megabytes(limit)}"
-        )
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ProtocolError(413, f"the request is larger than the limit of {_megabytes(limit)}")
-    length = request.headers.get(HEADER_LENGTH)
-    if length is None:
-        head, blobs = bytes(body), b""
-    elif not length.strip().isdigit() or int(length) > len(body):
-        raise ProtocolError(400, f"{HEADER_LENGTH}: {length!r} is not a length within the body's {len(body):,} bytes")
-    else:
-        head, blobs = bytes(body[: int(length)]), bytes(body[int(length) :])
-    try:
-        header = json.loads(head)
-    except ValueError as problem:  # not JSON, or not UTF-8
-        raise ProtocolError(400, f"the request header is not valid JSON: {problem}") from None
-    if not isinstance(header, dict):
-        raise ProtocolError(400, "the request header must be a JSON object with 'inputs'")
-    return header, blobs
-
-
-def _parameters(tensor: dict[str, Any], what: str) -> dict[str, Any]:
-    parameters = tensor.get("parameters", {})
-    if not isinstance(parameters, dict):
-        raise ProtocolError(400, f"{what}'s parameters must be a JSON object")
-    return parameters
-
-
-def _parse(
-    header: dict[str, Any], blobs: bytes, max_bytes: int, max_files: int
-) -> tuple[list[bytes], list[str], dict[str, bool]]:
-    """The images, the output names asked for and whether each is binary; ProtocolError for a bad request."""
-    inputs = header.get("inputs")
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(tensor, dict) for tensor in inputs):
-        raise ProtocolError(400, f"'inputs' must be a list holding the input {INPUT!r}")
-    names = [tensor.get("name") for tensor in inputs]
-    if extra := [name for name in names if name != INPUT]:
-        raise ProtocolError(400, f"unknown input {extra[0]!r}: the only input is {INPUT!r}")
-    if len(names) > 1:
-        raise ProtocolError(400, f"the input {INPUT!r} is given more than once")
-    [tensor] = inputs
-    if tensor.get("datatype") != "BYTES":
-        raise ProtocolError(400, f"the input {INPUT!r} has datatype BYTES, not {tensor.get('datatype')!r}")
-    shape = tensor.get("shape")
-    if not (isinstance(shape, list) and len(shape) == 1 and isinstance(shape[0], int) and shape[0] >= 1):
-        raise ProtocolError(400, f"the input {INPUT!r} has shape [N] (N images, N >= 1), not {shape!r}")
-    count = shape[0]
-    if count > max_files:
-        raise ProtocolError(413, f"too many images: at most {max_files} per request, not {count}")
-    parameters = _parameters(tensor, f"the input {INPUT!r}")
-    size = parameters.get("binary_data_size")
-    if size is not None:
-        if "data" in tensor:
-            raise ProtocolError(400, f"the input {INPUT!r} has both 'data' and binary_data_size")
-        if not isinstance(size, int) or size != len(blobs):
-            raise ProtocolError(
-                400, f"the input {INPUT!r} says binary_data_size {size!r}, but {len(blobs):,} bytes follow the header"
-            )
-        data = _bytes_elements(blobs, count, max_bytes)
-    else:
-        if blobs:
-            raise ProtocolError(400, f"{len(blobs):,} bytes follow the header, but no input has a binary_data_size")
-        data = _base64_elements(tensor.get("data"), count, max_bytes, parameters.get("content_type"))
-    return data, *_requested(header)
-
-
-def _too_large(index: int, size: int, max_bytes: int) -> ProtocolError:
-    return ProtocolError(
-        413, f"{INPUT}[{index}]: the image of {size:,} bytes is larger than the limit of {_megabytes(max_bytes)}"
-    )
-
-
-def _bytes_elements(blob: bytes, count: int, max_bytes: int) -> list[bytes]:
-    """A binary BYTES tensor: each element a 4-byte little-endian length and that many bytes."""
-    elements: list[bytes] = []
-    offset = 0
-    while offset < len(blob):
-        if offset + 4 > len(blob):
-            raise ProtocolError(400, f"{INPUT}[{len(elements)}]: the binary data ends inside an element's length")
-        (size,) = struct.unpack_from("<I", blob, offset)
-        if len(elements) >= count:
-            raise ProtocolError(400, f"the input {INPUT!r} has shape [{count}] but its binary data has more elements")
-        if size > max_bytes:
-            raise _too_large(len(elements), size, max_bytes)
-        if offset + 4 + size > len(blob):
-            raise ProtocolError(
-                400, f"{INPUT}[{len(elements)}]: the binary data ends inside the element ({size:,} bytes declared)"
-            )
-        elements.append(blob[offset + 4 : offset + 4 + size])
-        offset += 4 + size
-    if len(elements) != count:
-        raise ProtocolError(
-            400, f"the input {INPUT!r} has shape [{count}] but its binary data has {len(elements)} elements"
-        )
-    return elements
-
-
-def _base64_elements(data: Any, count: int, max_bytes: int, content_type: Any) -> list[bytes]:
-    """JSON BYTES elements: base64 strings (KServe's convention), as a flat list or nested one deep."""
-    if content_type not in (None, "base64"):
-        raise ProtocolError(400, f"content_type {content_type!r} is not accepted for {INPUT!r}: send base64 strings")
-    if isinstance(data, list) and all(isinstance(row, list) for row in data) and data:
-        data = [element for row in data for element in row]
-    if not isinstance(data, list) or not all(isinstance(element, str) for element in data):
-        raise ProtocolError(400, f"the input {INPUT!r} needs 'data': a list of base64 strings (or binary data)")
-    if len(data) != count:
-        raise ProtocolError(400, f"the input {INPUT!r} has shape [{count}] but {len(data)} elements")
-    elements = []
-    for index, text in enumerate(data):
-        if len(text) > 4 * math.ceil(max_bytes / 3) + 4:
-            raise _too_large(index, len(text) * 3 // 4, max_bytes)
-        try:
-            element = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise ProtocolError(400, f"{INPUT}[{index}]: not a base64 string") from None
-        if len(element) > max_bytes:
-            raise _too_large(index, len(element), max_bytes)
-        elements.append(element)
-    return elements
-
-
-def _requested(header: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
-    """The outputs asked for (all of them without 'outputs'), in order, and whether each is to be binary."""
-    default = _parameters(header, "the request").get("binary_data_output", False)
-    if not isinstance(default, bool):
-        raise ProtocolError(400, f"binary_data_output must be true or false, not {default!r}")
-    asked = header.get("outputs")
-    if asked is None:
-        return list(OUTPUTS), dict.fromkeys(OUTPUTS, default)
-    if not isinstance(asked, list) or not all(isinstance(tensor, dict) for tensor in asked):
-        raise ProtocolError(400, "'outputs' must be a list of objects with a 'name'")
-    names, binary = [], {}
-    for tensor in asked:
-        name = tensor.get("name")
-        if name not in OUTPUTS:
-            raise ProtocolError(400, f"unknown output {name!r}: the outputs are {', '.join(OUTPUTS)}")
-        choice = _parameters(tensor, f"the output {name!r}").get("binary_data", default)
-        if not isinstance(choice, bool):
-            raise ProtocolError(400, f"the output {name!r}'s binary_data must be true or false, not {choice!r}")
-        if name not in binary:
-            names.append(name)
-        binary[name] = choice
-    return names, binary
-
-
-def _outputs(
-    predictions: Sequence[Prediction], names: list[str], binary: dict[str, bool]
-) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """The response's output tensors and, in the same order, the raw data of those sent as binary."""
-    tensors, tail = [], []
-    for name in names:
-        output = OUTPUTS[name]
-        values = [output.values(prediction) for prediction in predictions]
-        tensor: dict[str, Any] = {"name": name, "datatype": output.datatype, "shape": [len(values), *output.shape]}
-        flat = [value for row in values for value in row] if output.shape else values
-        if binary[name]:
-            if output.datatype == "BYTES":
-                raw = b"".join(struct.pack("<I", len(text.encode())) + text.encode() for text in flat)
-            else:
-                raw = np.asarray(flat, dtype="<f4").tobytes()
-            tensor["parameters"] = {"binary_data_size": len(raw)}
-            tail.append(raw)
-        elif output.datatype == "FP32":
-            tensor["data"] = [None if math.isnan(value) else float(np.float32(value)) for value in flat]
-        else:
-            tensor["data"] = flat
-        tensors.append(tensor)
-    return tensors, tail

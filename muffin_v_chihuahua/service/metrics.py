@@ -95,7 +95,7 @@ class Metrics:
         registry.register(_ModelInfo(identity, app_version))
 
     def refused(self, reason: str) -> None:
-        """Count a request refused for capacity (admission control calls this), e.g. reason="queue-full"."""
+        """Count a request refused for capacity (admission control calls this), e.g. reason="memory budget"."""
         self.refused_requests.labels(reason=reason).inc()
 
     def answered(self, method: str, endpoint: str, status: int, seconds: float) -> None:

@@ -2,7 +2,7 @@
 
 The request id is the client's `X-Request-ID` when it sends a usable one (1 to 128 visible ASCII
 characters), else a new one; the answer carries it back in `X-Request-ID`. A route adds what only it knows
-(the images and verdicts of a prediction) with `note(request, ...)`.
+(the images and verdicts of a prediction) with `predicted(request, ...)`.
 
 The log line goes to the logger "muffin_v_chihuahua.service.requests": JSON, one object a line, with
 MUFFIN_V_CHIHUAHUA_LOG_FORMAT=json, else a readable line.
@@ -17,12 +17,13 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from muffin_v_chihuahua.classifier import Prediction
 from muffin_v_chihuahua.service.metrics import UNMATCHED, Metrics
 
 log = logging.getLogger("muffin_v_chihuahua.service.requests")
@@ -31,9 +32,11 @@ USABLE_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 STATE_KEY = "muffin_v_chihuahua"  # where, in the request's state, a route notes what the log line says
 
 
-def note(request: Request, verdicts: Iterable[str]) -> None:
-    """For the request's log line: the verdicts of the images it carried (their count is its images)."""
-    verdicts = list(verdicts)
+def predicted(request: Request, metrics: Metrics, predictions: Sequence[Prediction]) -> None:
+    """A prediction request's verdicts: counted in the metrics, and noted for its log line (their count is its
+    images); for /predict and /v2 alike."""
+    verdicts = [prediction.verdict for prediction in predictions]
+    metrics.predicted(verdicts)
     request.scope.setdefault("state", {}).setdefault(STATE_KEY, {}).update(
         images=len(verdicts), verdicts=dict(Counter(verdicts))
     )

@@ -32,6 +32,9 @@ class LabelOut(BaseModel):
 
 
 class PredictionOut(BaseModel):
+    """A Prediction (classifier.py, the one source of its fields) as Prediction.to_dict sends it, with its file;
+    tests/test_service_schemas.py proves that they agree."""
+
     file: str
     verdict: str  # a class name ("muffin", "chihuahua") or "neither"
     probability: float | None  # the head's, of the verdict; null for "neither", which the head cannot judge

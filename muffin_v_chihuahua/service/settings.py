@@ -1,5 +1,6 @@
-"""The service's settings: every environment variable it reads, checked once (Settings.from_environment), a bad
-value named with its variable (SettingError) before the app is made."""
+"""The service's settings: every environment variable it reads, read once (Settings.from_environment) and checked
+whenever a Settings is made (dataclasses.replace too), a bad value named with its variable (SettingError) before
+the app is made."""
 
 from __future__ import annotations
 
@@ -26,9 +27,6 @@ MAX_FILES = 16
 # How many MB of request bodies the service may hold at once (default: admission.budget(), room for the
 # largest requests the workers can process plus one waiting); a request that does not fit gets 503.
 MAX_HELD_MB_VARIABLE = "MUFFIN_V_CHIHUAHUA_MAX_HELD_MB"
-# FOR TESTS ONLY: seconds to sleep before loading the model, so that a test can watch the health check
-# answer 503 "loading" before 200 (loading the ONNX model alone takes well under a second).
-TEST_LOAD_DELAY_VARIABLE = "MUFFIN_V_CHIHUAHUA_TEST_LOAD_DELAY_SECONDS"
 # How the service logs its one line per request: "json" (one JSON object a line, for log collectors) or
 # "text" (readable; the default).
 LOG_FORMAT_VARIABLE = "MUFFIN_V_CHIHUAHUA_LOG_FORMAT"
@@ -37,7 +35,7 @@ LOG_FORMATS = ("text", "json")
 
 @dataclass(frozen=True)
 class Settings:
-    """What the service is made with; each field checked as it is made, a bad one named by its variable."""
+    """What the service is made with (frozen); each field checked as it is made, a bad one named by its variable."""
 
     engine: str = "auto"  # engines.ENGINES
     precision: str = "auto"  # engines.PRECISIONS
@@ -47,7 +45,6 @@ class Settings:
     max_files: int = MAX_FILES
     max_held_mb: float | None = None  # None: admission.budget() for the workers this process has
     log_format: str = "text"
-    load_delay: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [  # (field, its variable, whether its value is usable, what a usable one is)
@@ -73,7 +70,6 @@ class Settings:
             ("max_files", MAX_FILES_VARIABLE, self.max_files >= 1, "at least 1"),
             ("max_held_mb", MAX_HELD_MB_VARIABLE, self.max_held_mb is None or self.max_held_mb > 0, "more than 0 (MB)"),
             ("log_format", LOG_FORMAT_VARIABLE, self.log_format in LOG_FORMATS, f"one of {', '.join(LOG_FORMATS)}"),
-            ("load_delay", TEST_LOAD_DELAY_VARIABLE, self.load_delay >= 0, "0 or more (seconds)"),
         ]
         for field, variable, usable, expected in checks:
             if not usable:
@@ -101,7 +97,6 @@ class Settings:
             max_files=setting(MAX_FILES_VARIABLE, int, MAX_FILES),
             max_held_mb=setting(MAX_HELD_MB_VARIABLE, float, None),
             log_format=setting(LOG_FORMAT_VARIABLE, str, "text").lower(),
-            load_delay=setting(TEST_LOAD_DELAY_VARIABLE, float, 0.0),
         )
 
     @property
