@@ -5,6 +5,7 @@ a refused body drained; the error answer's shape."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import anyio
 import pytest
@@ -51,7 +52,9 @@ def refused(message: str) -> BadInput:
 
 
 def run(function, *args):
-    return anyio.run(function, *args)
+    # In a thread of its own: the session's Playwright (its sync API) keeps an event loop running in the main thread.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(anyio.run, function, *args).result()
 
 
 def test_declared_length_is_a_number_or_none():
