@@ -39,7 +39,7 @@ COPY builders/ builders/
 # to the page, the CLI or the service does not retrain the model.
 COPY muffin_v_chihuahua/__init__.py muffin_v_chihuahua/images.py muffin_v_chihuahua/card.py muffin_v_chihuahua/classifier.py \
      muffin_v_chihuahua/engines.py muffin_v_chihuahua/cpus.py muffin_v_chihuahua/environment.py \
-     muffin_v_chihuahua/evidence.py muffin_v_chihuahua/
+     muffin_v_chihuahua/evidence.py muffin_v_chihuahua/uploads.py muffin_v_chihuahua/
 COPY --from=data-builder /data /data
 # auto | inception-v3 | efficientnet-lite0 (auto: InceptionV3 when its weights can be downloaded).
 ARG BACKBONE=auto
