@@ -17,6 +17,7 @@ import numpy as np
 
 from benchmarks.paths import CACHE, LOGS, PACKAGE_MODEL, ROOT
 from benchmarks.processes import BenchError, reap, start
+from muffin_v_chihuahua.card import ModelCard, ModelFilesError
 
 INCEPTION_DIR = CACHE / "inception-v3-random"
 FLOAT_DEPTHWISE = "onnx-int8, depthwise convolutions in float32"
@@ -51,7 +52,10 @@ def build_inception(out_dir: Path) -> None:
     card.update(
         backbone="inception-v3, random weights (benchmark only)",
         input_size=[299, 299],
-        files={key: {"file": path.name, "sha256": sha256_of(path)} for key, path in files.items()},
+        files={
+            key: {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size}
+            for key, path in files.items()
+        },
         heatmap={**card["heatmap"], "shape": list(model.outputs[2].shape[1:])},
     )
     (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
@@ -75,8 +79,11 @@ def build(what: str, out: Path, timeout: float) -> None:
 
 
 def ensure_inception() -> str:
-    if (INCEPTION_DIR / "card.json").exists():
+    try:  # a folder from an earlier run, if its card still reads as the app's ModelCard (card.py's schema)
+        ModelCard.from_file(INCEPTION_DIR / "card.json")
         return "reused"
+    except ModelFilesError:
+        pass
     shutil.rmtree(INCEPTION_DIR, ignore_errors=True)
     build("inception", INCEPTION_DIR, timeout=900)
     return "built"
