@@ -35,6 +35,15 @@ BAR_COLOUR, CONFIDENCE_COLOUR = (49, 110, 200), (200, 40, 40)
 GALLERY_SIDE = 320  # the longest side of a wrong photo in the gallery, in pixels
 
 
+def rates(figures: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The three shares, as (name, value, what) rows: the text summary's and index.html's alike."""
+    return [
+        ("accuracy", percent(figures["accuracy"]), "muffin and chihuahua photos given their class"),
+        ("flagged", percent(figures["flagged"]), "muffin and chihuahua photos called neither"),
+        ("neither caught", percent(figures["neither_caught"]), "other folders' photos called neither"),
+    ]
+
+
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
@@ -50,9 +59,7 @@ def summary(figures: dict[str, Any]) -> str:
         "",
         *text_table.aligned(
             [
-                ("accuracy", percent(figures["accuracy"]), "muffin and chihuahua photos given their class"),
-                ("flagged", percent(figures["flagged"]), "muffin and chihuahua photos called neither"),
-                ("neither caught", percent(figures["neither_caught"]), "other folders' photos called neither"),
+                *rates(figures),
                 (
                     "calibration error",
                     "n/a" if ece is None else f"{ece:.3f}",
@@ -247,9 +254,7 @@ def page(figures: dict[str, Any], wrong: Sequence[Outcome]) -> str:
         ("figure", "value", "what"),
         ("photos judged", str(figures["n"]), "in " + ", ".join(figures["folders"])),
         ("failed", str(figures["failed"]), "files that could not be read or decoded"),
-        ("accuracy", percent(figures["accuracy"]), "muffin and chihuahua photos given their class"),
-        ("flagged", percent(figures["flagged"]), "muffin and chihuahua photos called neither"),
-        ("neither caught", percent(figures["neither_caught"]), "other folders' photos called neither"),
+        *rates(figures),
         (
             "expected calibration error",
             "n/a" if ece is None else f"{ece:.3f}",
