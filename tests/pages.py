@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, and quiet: this machine's closed network refuses Chromium's background connections.
@@ -41,12 +42,17 @@ def verdicts(page) -> list[str]:
 
 
 def wait_for_verdicts(page, count: int, timeout: float = 60_000) -> None:
-    page.wait_for_function(
-        """([pattern, count]) => [...document.querySelectorAll('[data-testid=stMarkdownContainer] p')]
-            .filter(p => new RegExp(pattern).test(p.innerText)).length >= count""",
-        arg=[VERDICT.pattern, count],
-        timeout=timeout,
-    )
+    try:
+        page.wait_for_function(
+            """([pattern, count]) => [...document.querySelectorAll('[data-testid=stMarkdownContainer] p')]
+                .filter(p => new RegExp(pattern).test(p.innerText)).length >= count""",
+            arg=[VERDICT.pattern, count],
+            timeout=timeout,
+        )
+    except PlaywrightTimeoutError as error:  # say what the page showed instead
+        raise AssertionError(
+            f"{count} verdicts not shown in {timeout / 1000:.0f} s; the page showed:\n{page.inner_text('body')}"
+        ) from error
 
 
 def wait_for_pictures(page, count: int, timeout: float = 30_000) -> None:

@@ -135,6 +135,8 @@ def running(name: str, *run_args: str) -> Iterator[str]:
     try:
         podman("run", "--detach", "--name", name, *ULIMITS, *run_args)
         yield name
+    except Exception as error:  # a failure inside says what the container said
+        raise AssertionError(f"{error}\n--- podman logs {name} ---\n{logs(name)}") from error
     finally:
         podman("rm", "--force", "--ignore", name, check=False)
 
