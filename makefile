@@ -101,7 +101,10 @@ $(MODEL_CARD): $(DATA_STAMP) $(wildcard builders/*.py)
 	$(VENV)/bin/python -m builders.model --backbone $(BACKBONE) --data muffin_v_chihuahua/data --out muffin_v_chihuahua/model
 
 package-wheel: $(WHEEL) ## build the wheel: code, model, card, class names and photos
-$(WHEEL): $(MODEL_CARD) $(wildcard muffin_v_chihuahua/*.py) setup.cfg MANIFEST.in
+# Every file the wheel packs (code in every subpackage, model files, photos) and what says how to pack it: an edit
+# anywhere under the package makes a new wheel for run-app and bench.
+PACKAGED_FILES = $(shell find muffin_v_chihuahua -type f -not -path '*/__pycache__/*')
+$(WHEEL): $(MODEL_CARD) $(PACKAGED_FILES) setup.cfg setup.py pyproject.toml MANIFEST.in
 	rm -rf build dist/*.whl
 	$(VENV)/bin/python -m pip wheel --quiet --no-deps --no-build-isolation -w dist .
 

@@ -75,3 +75,24 @@ def test_installed_predict_gives_the_verdicts_of_this_tree_on_both_engines(app_v
     expected = here.predict([images.decode((outside / path).read_bytes(), here.input_size) for path in paths])
     assert [verdicts[path] for path in paths] == [prediction.verdict for prediction in expected]
     assert installed_predict(keras_venv, outside, "--engine", "keras") == verdicts
+
+
+@pytest.mark.parametrize(
+    "edited",
+    [
+        "muffin_v_chihuahua/service/app.py",
+        "muffin_v_chihuahua/model/muffin_v_chihuahua.onnx",
+        "muffin_v_chihuahua/data/SOURCE.md",
+    ],
+)
+def test_an_edit_to_any_packaged_file_makes_a_new_wheel_and_nothing_else_does(edited):
+    """make's view, asked without building: the wheel `make test` just built is up to date, and stale once a file it
+    packs is newer (code in a subpackage, a model file, a file of the photos' folder), not when the README is."""
+    wheel = next((ROOT / "dist").glob("muffin_v_chihuahua-*.whl")).relative_to(ROOT)
+
+    def rebuilds(*what_if: str) -> bool:
+        command = ["make", "--dry-run", *(f"--what-if={path}" for path in what_if), str(wheel)]
+        return "pip wheel" in subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+    assert not rebuilds() and not rebuilds("README.md")
+    assert rebuilds(edited)
