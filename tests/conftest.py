@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from muffin_v_chihuahua import images
+from muffin_v_chihuahua.classifier import Prediction
 from tests import corpus, pages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,3 +145,22 @@ def camera_browser(playwright, tmp_path_factory):
     """Chromium whose camera is a fake one filming a dataset photo (chihuahua/1.jpg), made into a video here."""
     video = pages.fake_camera_video(corpus.DATASET_PHOTO, tmp_path_factory.mktemp("camera") / "chihuahua.y4m")
     yield from chromium(playwright, pages.camera_args(video))
+
+
+def expected_prediction(classifier, path: Path) -> Prediction:
+    [prediction] = classifier.predict([images.decode(path.read_bytes(), classifier.input_size)])
+    return prediction
+
+
+def console_script(*args: str | Path, **options) -> subprocess.Popen:
+    """The real console script in a fresh process, its output read through pipes (unless `options` say otherwise)."""
+    command = [sys.executable, "-m", "muffin_v_chihuahua", *map(str, args)]
+    return subprocess.Popen(
+        command, cwd=ROOT, **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **options}
+    )
+
+
+def skipped_line(path: Path) -> str:
+    with pytest.raises(images.ImageError) as refused:
+        images.decode(path.read_bytes(), (224, 224))
+    return f"muffin-v-chihuahua: skipped {path}: {refused.value}"

@@ -1,16 +1,13 @@
 """The console script (muffin_v_chihuahua.__main__): predict, info, --version; run-demo is in test_wheel.
 A problem is one line on stderr and an exit status, never a traceback."""
 
-import contextlib
 import csv
 import io
 import json
 import os
-import pty
 import re
 import shutil
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,9 +19,8 @@ from muffin_v_chihuahua import __version__, cpus, images, uploads
 from muffin_v_chihuahua.__main__ import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
 from muffin_v_chihuahua.classifier import Classifier, Prediction
 from muffin_v_chihuahua.environment import MODEL_DIR_VARIABLE, NEITHER_THRESHOLD_VARIABLE
-from muffin_v_chihuahua.predict_command import BATCH
 from tests import corpus
-from tests.conftest import PACKAGE, ROOT
+from tests.conftest import PACKAGE, ROOT, console_script, expected_prediction, skipped_line
 from tests.servers import default_sigint, free_port, running, wait_for
 
 
@@ -53,11 +49,6 @@ def test_predict_prints_a_table_skips_bad_files_and_exits_1(photo_folder, capsys
         [expected] = classifier.predict([images.decode(Path(path).read_bytes(), classifier.input_size)])
         assert row.split()[1:4] == [expected.verdict, f"{expected.probability:.1%}", f"{expected.evidence:.1%}"]
     assert "notes.jpg" in err and "not an image" in err and "readme.txt" not in out + err
-
-
-def expected_prediction(classifier, path: Path) -> Prediction:
-    [prediction] = classifier.predict([images.decode(path.read_bytes(), classifier.input_size)])
-    return prediction
 
 
 def assert_same_prediction(shown: Prediction, expected: Prediction) -> None:
@@ -203,71 +194,6 @@ def test_every_corpus_case_gets_a_verdict_or_is_reported_and_skipped(tmp_path, c
         if case.expected != corpus.VERDICT:
             assert f"skipped {path}: the " in err
     assert "Traceback" not in err
-
-
-# ----- a long run: decoded in parallel with inference, in order, its progress on a terminal ----------
-
-
-@pytest.fixture(scope="module")
-def long_run(tmp_path_factory, labelled_photos) -> tuple[Path, list[Path], list[Path]]:
-    """A folder of 2.5 batches: dataset photos, a 12-MP phone photo early on (slow to decode: a pool that let a
-    later photo overtake it would show), and bad files in the first, second and third batch. The folder, its good
-    photos and its bad files, in the order predict takes them."""
-    folder = tmp_path_factory.mktemp("long-run")
-    sources = iter(path for _, path in labelled_photos)
-    bad = {3: b"not a photo", BATCH + 1: next(sources).read_bytes()[:5000], 2 * BATCH + 1: b""}
-    good, refused = [], []
-    for index in range(BATCH * 5 // 2):
-        path = folder / f"{index:02d}.jpg"
-        if index in bad:
-            path.write_bytes(bad[index])
-            refused.append(path)
-            continue
-        source = next(sources)
-        path.write_bytes(corpus.phone_jpeg(Image.open(source)) if index == 5 else source.read_bytes())
-        good.append(path)
-    return folder, good, refused
-
-
-def skipped_line(path: Path) -> str:
-    with pytest.raises(images.ImageError) as refused:
-        images.decode(path.read_bytes(), (224, 224))
-    return f"muffin-v-chihuahua: skipped {path}: {refused.value}"
-
-
-def test_a_long_run_keeps_the_photos_order_and_names_each_bad_file(long_run, capsys):
-    folder, good, refused = long_run
-    assert main(["predict", "--json", "--engine", "onnx", str(folder)]) == 1
-    out, err = capsys.readouterr()
-    results = [json.loads(line) for line in out.splitlines()]
-    assert [result["path"] for result in results] == [str(path) for path in good]
-    classifier = Classifier("onnx")
-    for result, path in zip(results, good, strict=True):  # each row is its own photo's, not a neighbour's
-        shown, expected = Prediction.from_dict(result), expected_prediction(classifier, path)
-        assert shown.verdict == expected.verdict
-        assert shown.evidence == pytest.approx(expected.evidence, abs=1e-4)
-    assert err.splitlines() == [skipped_line(path) for path in refused]  # and no progress: stderr is no terminal
-
-
-def test_a_long_runs_progress_is_drawn_on_a_terminal_stderr_and_never_reaches_stdout(long_run):
-    folder, good, refused = long_run
-    terminal, stderr = pty.openpty()
-    process = console_script("predict", "--csv", "--engine", "onnx", folder, stderr=stderr)
-    os.close(stderr)
-    out, _ = process.communicate(timeout=300)
-    drawn = b""
-    with contextlib.suppress(OSError):  # EIO once the script's end of the terminal is closed
-        while chunk := os.read(terminal, 4096):
-            drawn += chunk
-    os.close(terminal)
-    assert process.returncode == 1
-    assert [row["path"] for row in csv.DictReader(io.StringIO(out))] == [str(path) for path in good]
-    text = drawn.decode().replace("\r\n", "\n")  # the terminal's own line ends
-    total = len(good) + len(refused)
-    assert re.findall(rf"\r(\d+)/{total} photos", text) == [str(done) for done in (BATCH, 2 * BATCH, total)]
-    # What stays on the terminal, each line as its last carriage return leaves it: the skipped files, each on a
-    # line of its own, and no count (cleared at the end).
-    assert [line.rsplit("\r", 1)[-1] for line in text.split("\n")] == [*map(skipped_line, refused), ""]
 
 
 # ----- problems: one line and an exit status ------------------------------------------------------
@@ -419,14 +345,6 @@ def test_both_precisions_give_the_dataset_verdicts_from_the_command_line(photo_f
         verdicts[precision] = {Path(row["path"]).name: row["verdict"] for row in rows}
     assert verdicts["int8"] == verdicts["float32"]
     assert verdicts["int8"] == {name: name.split("-")[0] for name in verdicts["int8"]}  # muffin-a.jpg: muffin
-
-
-def console_script(*args: str | Path, **options) -> subprocess.Popen:
-    """The real console script in a fresh process, its output read through pipes (unless `options` say otherwise)."""
-    command = [sys.executable, "-m", "muffin_v_chihuahua", *map(str, args)]
-    return subprocess.Popen(
-        command, cwd=ROOT, **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **options}
-    )
 
 
 def test_a_reader_that_closes_the_pipe_early_ends_it_quietly(dataset_dir):
