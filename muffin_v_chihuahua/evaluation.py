@@ -185,21 +185,37 @@ def figures(outcomes: Sequence[Outcome], failed: int, folders: Sequence[Path], j
     """
     truths = [outcome.truth for outcome in outcomes]
     verdicts = [outcome.prediction.verdict for outcome in outcomes]
-    counts = confusion_matrix(truths, verdicts)
-    precision, recall, f1, support = precision_recall_f1_support(counts)
     truth, verdict = np.array(truths, dtype=object), np.array(verdicts, dtype=object)
     is_class = np.isin(truth, CLASSES)
-    judged = [outcome for outcome in outcomes if outcome.prediction.probability is not None]
-    confidences = np.array([outcome.prediction.probability for outcome in judged], dtype=np.float64)
-    correct = np.array([not outcome.wrong for outcome in judged], dtype=np.bool_)
-    in_bin, confidence, accuracy = reliability(confidences, correct)
-    edges = np.linspace(0.0, 1.0, BINS + 1)
     return {
         "folders": [str(folder) for folder in folders],
         "judged_by": judged_by,
         "n": len(outcomes),
         "failed": failed,
         "accuracy": share(truth[is_class] == verdict[is_class]),
+        **label_figures(confusion_matrix(truths, verdicts)),
+        "neither_caught": share(verdict[~is_class] == NEITHER),
+        "flagged": share(verdict[is_class] == NEITHER),
+        **calibration_figures(outcomes),
+        "wrong": [
+            {
+                "path": outcome.path,
+                "truth": outcome.truth,
+                "verdict": outcome.prediction.verdict,
+                "probability": outcome.prediction.probability,
+                "evidence": outcome.prediction.evidence,
+                "reason": outcome.prediction.reason,
+            }
+            for outcome in outcomes
+            if outcome.wrong
+        ],
+    }
+
+
+def label_figures(counts: np.ndarray) -> dict[str, Any]:
+    """figures' "classes" and "confusion_matrix", from the confusion matrix's counts."""
+    precision, recall, f1, support = precision_recall_f1_support(counts)
+    return {
         "classes": {
             label: {
                 "precision": number(precision[i]),
@@ -213,8 +229,17 @@ def figures(outcomes: Sequence[Outcome], failed: int, folders: Sequence[Path], j
             truth_label: {label: int(counts[i, j]) for j, label in enumerate(LABELS)}
             for i, truth_label in enumerate(LABELS)
         },
-        "neither_caught": share(verdict[~is_class] == NEITHER),
-        "flagged": share(verdict[is_class] == NEITHER),
+    }
+
+
+def calibration_figures(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """figures' "expected_calibration_error" and "calibration", over the photos not called neither."""
+    judged = [outcome for outcome in outcomes if outcome.prediction.probability is not None]
+    confidences = np.array([outcome.prediction.probability for outcome in judged], dtype=np.float64)
+    correct = np.array([not outcome.wrong for outcome in judged], dtype=np.bool_)
+    in_bin, confidence, accuracy = reliability(confidences, correct)
+    edges = np.linspace(0.0, 1.0, BINS + 1)
+    return {
         "expected_calibration_error": expected_calibration_error(confidences, correct),
         "calibration": [
             {
@@ -225,17 +250,5 @@ def figures(outcomes: Sequence[Outcome], failed: int, folders: Sequence[Path], j
                 "accuracy": number(accuracy[i]),
             }
             for i in range(BINS)
-        ],
-        "wrong": [
-            {
-                "path": outcome.path,
-                "truth": outcome.truth,
-                "verdict": outcome.prediction.verdict,
-                "probability": outcome.prediction.probability,
-                "evidence": outcome.prediction.evidence,
-                "reason": outcome.prediction.reason,
-            }
-            for outcome in outcomes
-            if outcome.wrong
         ],
     }
