@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from muffin_v_chihuahua import engines
+
 T = TypeVar("T")
 # A model folder released apart from the app (run-demo, serve, predict and info take it as --model-dir).
 MODEL_DIR_VARIABLE = "MUFFIN_V_CHIHUAHUA_MODEL_DIR"
@@ -52,3 +54,13 @@ def model_dir_from_environment() -> Path | None:
     """The model folder MUFFIN_V_CHIHUAHUA_MODEL_DIR names, or None: the one in this package."""
     value = os.environ.get(MODEL_DIR_VARIABLE, "").strip()
     return Path(value) if value else None
+
+
+def engine_from_environment() -> str:
+    """The engine MUFFIN_V_CHIHUAHUA_ENGINE names, or "auto": the default of the page, the service and the CLI."""
+    return setting(engines.ENGINE_VARIABLE, str, "auto")
+
+
+def precision_from_environment() -> str:
+    """The precision MUFFIN_V_CHIHUAHUA_PRECISION names, or "auto"."""
+    return setting(engines.PRECISION_VARIABLE, str, "auto")

@@ -4,7 +4,6 @@ the app is made."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,8 +11,10 @@ from muffin_v_chihuahua import engines, uploads
 from muffin_v_chihuahua.environment import (
     NEITHER_THRESHOLD_VARIABLE,
     SettingError,
+    engine_from_environment,
     model_dir_from_environment,
     neither_threshold_from_environment,
+    precision_from_environment,
     setting,
 )
 from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD
@@ -87,8 +88,8 @@ class Settings:
         """The settings the environment's variables say; the arguments given (the command line's options) win
         over theirs."""
         return cls(
-            engine=engine or os.environ.get(engines.ENGINE_VARIABLE, "").strip() or "auto",
-            precision=precision or os.environ.get(engines.PRECISION_VARIABLE, "").strip() or "auto",
+            engine=engine or engine_from_environment(),
+            precision=precision or precision_from_environment(),
             model_dir=model_dir if model_dir is not None else model_dir_from_environment(),
             neither_threshold=(
                 neither_threshold if neither_threshold is not None else neither_threshold_from_environment()
