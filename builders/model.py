@@ -103,7 +103,7 @@ def evaluate(features: np.ndarray, labels: np.ndarray, names: list[str]) -> dict
 
 def assemble(base: keras.Model, weights: np.ndarray, bias: float) -> keras.Model:
     """Backbone [pooled features, ImageNet, feature map, ImageNet logits] + Dense softmax head -> Model [ImageNet,
-    verdict, heatmap, ImageNet logits, pooled features] (engines.Outputs).
+    verdict, heatmap, ImageNet logits, pooled features] (engines.ModelOutputs).
 
     heatmap is each class's activation map (Zhou et al. 2016, no gradients needed): the head's weights for the
     class applied at every cell of the feature map, a 1x1 convolution. The pooling is an average, so a class's
@@ -134,11 +134,11 @@ def export_onnx(model: keras.Model, path: Path, sample: np.ndarray) -> None:
 def check_agreement(h5_path: Path, onnx_path: Path, photos: np.ndarray) -> dict[str, Any]:
     """Run both saved files on every photo: same verdicts, probabilities within AGREEMENT_TOLERANCE and heatmaps
     within HEATMAP_AGREEMENT_TOLERANCE of each map's largest value."""
-    from muffin_v_chihuahua.engines import Engine, KerasEngine, OnnxEngine, Outputs  # the code the app runs
+    from muffin_v_chihuahua.engines import Engine, KerasEngine, ModelOutputs, OnnxEngine  # the code the app runs
 
-    def run_all(engine: Engine) -> Outputs:
+    def run_all(engine: Engine) -> ModelOutputs:
         batches = [engine.run(photos[i : i + 16]) for i in range(0, len(photos), 16)]
-        return Outputs(*(np.concatenate(parts) for parts in zip(*batches, strict=True)))
+        return ModelOutputs(*(np.concatenate(parts) for parts in zip(*batches, strict=True)))
 
     ours, theirs = run_all(KerasEngine(h5_path)), run_all(OnnxEngine(onnx_path))
     difference = float(max(np.abs(ours.imagenet - theirs.imagenet).max(), np.abs(ours.verdict - theirs.verdict).max()))
@@ -183,7 +183,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> ModelCard:
     imagenet_names = backbones.imagenet_class_names()
 
     def looks_of(arrays: np.ndarray) -> neither.Looks:
-        outputs = engines.Outputs(*model.predict(arrays, batch_size=16, verbose=0))
+        outputs = engines.ModelOutputs(*model.predict(arrays, batch_size=16, verbose=0))
         return neither.Looks(outputs.features, outputs.imagenet_logits, [LABELS[i] for i in outputs.verdict.argmax(1)])
 
     true_labels = [LABELS[i] for i in labels]
@@ -227,7 +227,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> ModelCard:
             ),
             "negatives": (list(negatives), np.stack([images.decode(data, size) for data in negatives.values()])),
         },
-        engines.Outputs._fields,
+        engines.ModelOutputs._fields,
         EvidenceRule.from_card(neither_rule, references, imagenet_names),
         LABELS,
     )
@@ -263,7 +263,7 @@ def build(backbone: str, data_dir: Path, out_dir: Path) -> ModelCard:
         more={
             "backbone_weights": backbones.WEIGHTS_SOURCES[name],
             "input": "RGB float32 0..255, NHWC; preprocessing is inside the model",
-            "outputs": list(engines.Outputs._fields),
+            "outputs": list(engines.ModelOutputs._fields),
             "heatmap": {
                 "shape": list(model.outputs[2].shape[1:]),
                 "meaning": "class activation map (Zhou et al. 2016): each class's head weights applied to each cell "

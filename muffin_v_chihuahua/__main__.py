@@ -9,7 +9,7 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeAlias
 
 from muffin_v_chihuahua import __version__, cpus, engines, uploads
 from muffin_v_chihuahua.card import ModelFilesError
@@ -18,9 +18,11 @@ from muffin_v_chihuahua.environment import (
     MODEL_DIR_VARIABLE,
     NEITHER_THRESHOLD_VARIABLE,
     SettingError,
+    engine_from_environment,
     model_dir_from_environment,
     neither_threshold_from_environment,
     parse_neither_threshold,
+    precision_from_environment,
 )
 
 if TYPE_CHECKING:
@@ -211,7 +213,19 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "run-demo", parents=[model], help="start the Streamlit page (port 8080); other options go to Streamlit"
     )
+    add_predict(commands, model)
+    add_evaluate(commands, model)
+    add_batch(commands, model)
+    commands.add_parser("info", parents=[model], help="version, model card and demo photo counts")
+    add_serve(commands, model)
+    return top
 
+
+# The subcommands' registry, which each add_<command> below adds its parser to.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add_predict(commands: Commands, model: argparse.ArgumentParser) -> None:
     classify = commands.add_parser("predict", parents=[model], help="classify photos and folders of photos")
     classify.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     formats = classify.add_mutually_exclusive_group()
@@ -225,6 +239,8 @@ def parser() -> argparse.ArgumentParser:
         "--heatmap-dir", type=Path, metavar="DIR", help="write each photo with its heatmap overlaid, as DIR/<path>.png"
     )
 
+
+def add_evaluate(commands: Commands, model: argparse.ArgumentParser) -> None:
     assess = commands.add_parser(
         "evaluate",
         parents=[model],
@@ -248,6 +264,8 @@ def parser() -> argparse.ArgumentParser:
         help="take the verdicts from batch's Parquet parts in this folder instead of running the model (needs pyarrow)",
     )
 
+
+def add_batch(commands: Commands, model: argparse.ArgumentParser) -> None:
     bulk = commands.add_parser(
         "batch",
         parents=[model],
@@ -263,14 +281,13 @@ def parser() -> argparse.ArgumentParser:
     )
     bulk.add_argument("--heatmap", action="store_true", help="add each photo's heatmap to its row (not in CSV)")
 
-    commands.add_parser("info", parents=[model], help="version, model card and demo photo counts")
 
+def add_serve(commands: Commands, model: argparse.ArgumentParser) -> None:
     http = commands.add_parser(
         "serve", parents=[model], help="serve the model over HTTP (GET / health, POST /predict); the [service] extra"
     )
     http.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     http.add_argument("--port", type=int, default=8000, help="the port to listen on (default 8000)")
-    return top
 
 
 def neither_threshold_argument(text: str) -> float:
@@ -287,13 +304,13 @@ def model_options() -> argparse.ArgumentParser:
     model.add_argument(
         "--engine",
         choices=engines.ENGINES,
-        default=os.environ.get(engines.ENGINE_VARIABLE, "auto"),
+        default=engine_from_environment(),
         help=f"which engine runs the model (default: ${engines.ENGINE_VARIABLE}, else auto: the best one installed)",
     )
     model.add_argument(
         "--precision",
         choices=engines.PRECISIONS,
-        default=os.environ.get(engines.PRECISION_VARIABLE, "auto"),
+        default=precision_from_environment(),
         help=f"the model file's precision (default: ${engines.PRECISION_VARIABLE}, else auto: int8 when the model has "
         "it and the engine runs it, else float32)",
     )

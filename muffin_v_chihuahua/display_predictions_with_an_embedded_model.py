@@ -6,6 +6,8 @@ script on every interaction; the model is loaded once per process by st.cache_re
 predicts only the photos it has not seen, a bounded number at once (prediction_slots).
 With INFERENCE_URL set, the page is a front end: the service there (`muffin-v-chihuahua serve`) predicts.
 Else MUFFIN_V_CHIHUAHUA_MODEL_DIR names the model folder (`run-demo --model-dir`; default: the package's).
+The name is the seed's, kept though the page also runs as a front end: the design sketch and users' scripts run
+this file by that name.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Predictio
 from muffin_v_chihuahua.environment import (
     INFERENCE_URL_VARIABLE,
     SettingError,
+    engine_from_environment,
     model_dir_from_environment,
     neither_threshold_from_environment,
+    precision_from_environment,
 )
-from muffin_v_chihuahua.photo_predictions import Model, Result, predict_photos, shared_cache
+from muffin_v_chihuahua.photo_predictions import PhotoClassifier, Result, predict_photos, shared_cache
 from muffin_v_chihuahua.uploads import MAX_UPLOAD_MB
 
 DEMO_COUNT = 3
@@ -82,7 +86,7 @@ def show_prediction(prediction: Prediction, truth: str | None = None) -> None:
     st.caption(f"ImageNet: {labels} · evidence {prediction.evidence:.0%}", help=EVIDENCE_HELP)
 
 
-def predicted(model: Model, photos: Sequence[bytes], section: str, heatmap: bool) -> list[Result] | None:
+def predicted(model: PhotoClassifier, photos: Sequence[bytes], section: str, heatmap: bool) -> list[Result] | None:
     """One result per photo (photo_predictions: new ones in one batch, each content once), or None after saying
     that the model is busy, with a button to ask again."""
     slots, wait = prediction_slots.from_environment()
@@ -102,7 +106,7 @@ def show_photo(picture: Image.Image, prediction: Prediction, caption: str) -> No
     st.image(picture, caption=caption, width="stretch")
 
 
-def show_demo(classifier: Model, heatmap: bool) -> None:
+def show_demo(classifier: PhotoClassifier, heatmap: bool) -> None:
     st.subheader("Three demo photos")
     st.button("Shuffle & predict", on_click=shuffle_demo_photos, type="primary")
     if "demo_photos" not in st.session_state:
@@ -136,7 +140,7 @@ def chosen_photos() -> list[UploadedFile]:
     return [*(uploads or []), *([photo] if photo is not None else [])]
 
 
-def show_uploads(classifier: Model, heatmap: bool) -> None:
+def show_uploads(classifier: PhotoClassifier, heatmap: bool) -> None:
     st.subheader("Your own photos")
     files = chosen_photos()
     results = predicted(classifier, [file.getvalue() for file in files], "uploads", heatmap) if files else None
@@ -163,7 +167,7 @@ def show_uploads(classifier: Model, heatmap: bool) -> None:
         )
 
 
-def show_model_card(classifier: Model) -> None:
+def show_model_card(classifier: PhotoClassifier) -> None:
     card = classifier.card
     with st.expander("Model card"):
         st.markdown(
@@ -187,15 +191,15 @@ def show_service_error(error: remote.ServiceError) -> None:
 st.set_page_config(page_title="Muffin or chihuahua", page_icon="🐶", layout="wide")
 st.title("Muffin 🍪 or chihuahua 🐶")
 inference_url = os.environ.get(INFERENCE_URL_VARIABLE, "").strip()
-model: Model
+model: PhotoClassifier
 try:
     prediction_slots.from_environment()  # a bad setting is said once, up front, not in each section
     if inference_url:
         model = connect_to_service(inference_url)
     else:
         model = load_classifier(
-            os.environ.get(engines.ENGINE_VARIABLE, "auto"),
-            os.environ.get(engines.PRECISION_VARIABLE, "auto"),
+            engine_from_environment(),
+            precision_from_environment(),
             model_dir_from_environment(),
             neither_threshold_from_environment(),
         )

@@ -31,7 +31,7 @@ class EngineUnavailable(RuntimeError):
     """The chosen engine's libraries are not installed; the message names what to install."""
 
 
-class Outputs(NamedTuple):
+class ModelOutputs(NamedTuple):
     """What one run of the model gives, for a batch of N photos (the model card's "outputs", in order)."""
 
     imagenet: npt.NDArray[np.float32]  # ImageNet probabilities (N, 1000)
@@ -42,7 +42,7 @@ class Outputs(NamedTuple):
 
 
 class Engine(Protocol):
-    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
+    def run(self, batch: npt.NDArray[np.float32]) -> ModelOutputs:
         """(N, H, W, 3) float32 RGB 0..255 -> the model's outputs."""
 
 
@@ -72,8 +72,8 @@ class OnnxEngine:
         # 11.2 ms instead of 8.4 on an idle machine and gained nothing on a busy one (benchmarks/benchmark.py).
         return options
 
-    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
-        return Outputs(*self._session.run(None, {self._input: batch}))
+    def run(self, batch: npt.NDArray[np.float32]) -> ModelOutputs:
+        return ModelOutputs(*self._session.run(None, {self._input: batch}))
 
 
 class KerasEngine:
@@ -86,8 +86,8 @@ class KerasEngine:
         model = keras.models.load_model(model_path, compile=False)
         self._call = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
 
-    def run(self, batch: npt.NDArray[np.float32]) -> Outputs:
-        return Outputs(*(output.numpy() for output in self._call(batch)))
+    def run(self, batch: npt.NDArray[np.float32]) -> ModelOutputs:
+        return ModelOutputs(*(output.numpy() for output in self._call(batch)))
 
 
 # What each engine imports, and how to install it.

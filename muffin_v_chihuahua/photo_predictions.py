@@ -32,7 +32,7 @@ DISPLAY_SIDE = 640
 CAPACITY = 64
 
 
-class Model(Protocol):
+class PhotoClassifier(Protocol):
     """What the page asks of a model: the embedded Classifier and remote.RemoteClassifier both answer it."""
 
     @property
@@ -82,7 +82,7 @@ class ResultCache:
 
 
 def predict_photos(
-    model: Model,
+    model: PhotoClassifier,
     photos: Sequence[bytes],
     cache: ResultCache,
     slots: PredictionSlots,
@@ -104,13 +104,13 @@ def predict_photos(
     return [results[key] for key in keys]
 
 
-def _key(model: Model, photo: bytes, heatmap: bool) -> tuple[str, ...]:
+def _key(model: PhotoClassifier, photo: bytes, heatmap: bool) -> tuple[str, ...]:
     # The model's file is part of the key: a front end whose service released another model judges photos anew.
     # So is the heatmap: a result without one cannot answer a page that shows them.
     return (model.engine, model.model_sha256, str(heatmap), hashlib.sha256(photo).hexdigest())
 
 
-def _decode_and_predict(model: Model, photos: list[bytes], heatmap: bool) -> list[Result]:
+def _decode_and_predict(model: PhotoClassifier, photos: list[bytes], heatmap: bool) -> list[Result]:
     pictures: list[Image.Image | images.ImageError] = []
     arrays = []
     for photo in photos:

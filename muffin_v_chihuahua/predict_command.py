@@ -122,7 +122,7 @@ def predict(
 ) -> int:
     files = images.photo_files(paths)
     classifier = Classifier(engine, model_dir, precision, neither_threshold)
-    writer = OUTPUTS[output]()
+    writer = WRITERS[output]()
 
     def write(path: Path, picture: Image.Image | None, prediction: Prediction) -> None:
         if heatmap_dir is not None:
@@ -140,7 +140,7 @@ def predict(
     return 1 if failures else 0
 
 
-class Output(Protocol):
+class VerdictWriter(Protocol):
     """Where predict's results go: write() once per photo, in order, then close()."""
 
     def write(self, path: str, prediction: Prediction) -> None: ...
@@ -148,7 +148,7 @@ class Output(Protocol):
     def close(self) -> None: ...
 
 
-class TableOutput:
+class TableWriter:
     """Aligned columns, printed at close (the widths depend on every row)."""
 
     def __init__(self) -> None:
@@ -172,7 +172,7 @@ class TableOutput:
             print(line)
 
 
-class JsonLinesOutput:
+class JsonLinesWriter:
     def write(self, path: str, prediction: Prediction) -> None:
         print(json.dumps({"path": path, **prediction.to_dict()}), flush=True)
 
@@ -180,7 +180,7 @@ class JsonLinesOutput:
         pass
 
 
-class CsvOutput:
+class CsvWriter:
     def __init__(self) -> None:
         self.writer = csv.writer(sys.stdout)
         self.writer.writerow(verdicts_csv.HEADER)
@@ -192,4 +192,4 @@ class CsvOutput:
         sys.stdout.flush()
 
 
-OUTPUTS: dict[str, Callable[[], Output]] = {"table": TableOutput, "json": JsonLinesOutput, "csv": CsvOutput}
+WRITERS: dict[str, Callable[[], VerdictWriter]] = {"table": TableWriter, "json": JsonLinesWriter, "csv": CsvWriter}

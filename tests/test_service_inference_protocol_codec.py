@@ -16,7 +16,7 @@ from muffin_v_chihuahua.classifier import Label, Prediction
 from muffin_v_chihuahua.service.inference_protocol_codec import (
     HEADER_LIMIT,
     OUTPUT_NOTES,
-    OUTPUTS,
+    OUTPUT_TENSORS,
     ProtocolError,
     binary_response,
     body_limit,
@@ -80,7 +80,7 @@ def test_a_request_that_cannot_be_split_is_a_400(body, length, words):
 def test_base64_elements_are_the_images(parameters):
     data, outputs, binary_outputs = parse({"inputs": [image_input([b"one", b"two"], **parameters)]})
     assert data == [b"one", b"two"]
-    assert outputs == list(OUTPUTS) and binary_outputs == dict.fromkeys(OUTPUTS, False)
+    assert outputs == list(OUTPUT_TENSORS) and binary_outputs == dict.fromkeys(OUTPUT_TENSORS, False)
 
 
 def test_base64_elements_nested_one_deep_are_flattened():
@@ -175,10 +175,10 @@ def test_the_largest_body_holds_the_largest_images_in_base64_and_the_header():
 
 
 def test_json_outputs_are_the_predictions_with_neither_s_probability_null():
-    tensors, tail = encode_outputs([MUFFIN, NEITHER], list(OUTPUTS), dict.fromkeys(OUTPUTS, False))
+    tensors, tail = encode_outputs([MUFFIN, NEITHER], list(OUTPUT_TENSORS), dict.fromkeys(OUTPUT_TENSORS, False))
     assert tail == []
     by_name = {output["name"]: output for output in tensors}
-    assert list(by_name) == list(OUTPUTS)
+    assert list(by_name) == list(OUTPUT_TENSORS)
     assert by_name["verdict"] == {"name": "verdict", "datatype": "BYTES", "shape": [2], "data": ["muffin", "neither"]}
     assert by_name["probability"]["data"] == [0.75, None]
     assert by_name["evidence"]["data"] == [0.875, 0.25]
@@ -215,5 +215,5 @@ OUTPUTS_OF = {
 
 def test_every_field_of_a_prediction_has_its_outputs_and_every_output_its_field():
     assert list(OUTPUTS_OF) == [field.name for field in fields(Prediction)]
-    assert sorted(OUTPUTS) == sorted(name for names in OUTPUTS_OF.values() for name in names)
-    assert set(OUTPUT_NOTES) == set(OUTPUTS)
+    assert sorted(OUTPUT_TENSORS) == sorted(name for names in OUTPUTS_OF.values() for name in names)
+    assert set(OUTPUT_NOTES) == set(OUTPUT_TENSORS)

@@ -1,4 +1,4 @@
-"""The model loaded in the background (muffin_v_chihuahua/service/loading.py): Model.ready and ModelNotReady before,
+"""The model loaded in the background (muffin_v_chihuahua/service/loading.py): ModelLoader.ready and ModelNotReady before,
 after and when the load fails, the identity it reports, the loader it is given, and the default loader."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from muffin_v_chihuahua.classifier import ModelFilesError
-from muffin_v_chihuahua.service.loading import Model, ModelNotReady, load_classifier
+from muffin_v_chihuahua.service.loading import ModelLoader, ModelNotReady, load_classifier
 from muffin_v_chihuahua.service.settings import Settings
 from tests.servers import CARD, PACKAGE
 from tests.stub_classifier import StubClassifier
@@ -14,7 +14,7 @@ from tests.stub_classifier import StubClassifier
 
 def test_not_ready_until_loaded_then_the_classifier_and_its_identity():
     stub = StubClassifier()
-    model = Model(lambda: stub)
+    model = ModelLoader(lambda: stub)
     with pytest.raises(ModelNotReady) as loading:
         model.ready()
     assert not loading.value.failed and loading.value.headers == {"Retry-After": "1"}
@@ -30,7 +30,7 @@ def test_a_load_that_fails_is_not_ready_for_good_and_says_why():
     def damaged():
         raise ModelFilesError(PACKAGE / "model" / "card.json", "is damaged")
 
-    model = Model(damaged)
+    model = ModelLoader(damaged)
     model.load()
     assert model.done.is_set() and model.classifier is None
     with pytest.raises(ModelNotReady) as failed:

@@ -1,7 +1,7 @@
 """The model as its own HTTP service (`muffin-v-chihuahua serve`, the [service] extra), one module per concern:
 
 settings.py       environment variables, read once (Settings.from_environment), checked
-loading.py        the model, loaded once in a background thread; Model.ready, the routes' dependency on it
+loading.py        the model, loaded once in a background thread; ModelLoader.ready, the routes' dependency on it
 bodies.py         request bodies read with a limit and refused as they arrive (413, 415, 422), or drained
 admission.py      the request bytes held at once, bounded: past the budget 503 + Retry-After
 draining.py       an answer that comes before its request's body has arrived reaches a client still sending it

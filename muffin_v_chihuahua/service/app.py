@@ -24,7 +24,7 @@ from muffin_v_chihuahua.classifier import Classifier
 from muffin_v_chihuahua.service import admission, draining, health, inference_protocol, observing, predict
 from muffin_v_chihuahua.service.bodies import BadInput, bad_input_answer
 from muffin_v_chihuahua.service.inference_protocol_codec import body_limit
-from muffin_v_chihuahua.service.loading import Model, ModelNotReady, load_classifier, not_ready_answer
+from muffin_v_chihuahua.service.loading import ModelLoader, ModelNotReady, load_classifier, not_ready_answer
 from muffin_v_chihuahua.service.metrics import Metrics
 from muffin_v_chihuahua.service.settings import Settings
 
@@ -33,7 +33,7 @@ def create_app(settings: Settings, load_model: Callable[[Settings], Classifier] 
     """The service, made with `settings` (Settings.from_environment(): what the environment says); its model
     is load_model(settings), called once in a background thread."""
     observing.configure(settings.log_format)
-    model = Model(partial(load_model, settings))
+    model = ModelLoader(partial(load_model, settings))
     metrics = Metrics(lambda: {**model.identity} if model.classifier is not None else None, __version__)
     # Inference and decoding run in worker threads, as many at once as this process has cores: more only
     # share the same cores (each ONNX Runtime call already uses them all) and hold more images. Measured on
@@ -75,7 +75,9 @@ def create_app(settings: Settings, load_model: Callable[[Settings], Classifier] 
 
 
 @asynccontextmanager
-async def loading_in_the_background(model: Model, cpu_count: int, cpu_reason: str, app: FastAPI) -> AsyncIterator[None]:
+async def loading_in_the_background(
+    model: ModelLoader, cpu_count: int, cpu_reason: str, app: FastAPI
+) -> AsyncIterator[None]:
     """The app's lifespan: the model's load starts in a daemon thread (the port opens at once, and stopping during
     a load does not wait for it)."""
     logging.getLogger("uvicorn.error").info(
@@ -115,7 +117,7 @@ def run(app: FastAPI, host: str, port: int) -> str | None:
         timeout_keep_alive=5,  # s: an idle keep-alive connection is closed soon, so idle ones do not fill the limit
     )
     server = uvicorn.Server(config)
-    model: Model = app.state.model
+    model: ModelLoader = app.state.model
 
     def stop_if_the_model_fails() -> None:
         model.done.wait()

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from muffin_v_chihuahua import __version__
-from muffin_v_chihuahua.service.loading import Model, ReadyModel, ready_model
+from muffin_v_chihuahua.service.loading import ModelLoader, ReadyModel, ready_model
 from muffin_v_chihuahua.service.metrics import Metrics
 from muffin_v_chihuahua.service.schemas import Health, NotReady
 from muffin_v_chihuahua.service.settings import Settings
@@ -25,7 +25,7 @@ NOT_READY: dict[int | str, dict[str, Any]] = {
 }
 
 
-def router(model: Model, metrics: Metrics, settings: Settings) -> APIRouter:
+def router(model: ModelLoader, metrics: Metrics, settings: Settings) -> APIRouter:
     """The routes above, for `model` made with `settings`, its metrics in `metrics`."""
     routes = APIRouter()
 

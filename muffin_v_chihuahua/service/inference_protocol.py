@@ -34,7 +34,7 @@ from muffin_v_chihuahua.service.inference_protocol_codec import (
     HEADER_LENGTH,
     INPUT,
     OUTPUT_NOTES,
-    OUTPUTS,
+    OUTPUT_TENSORS,
     ProtocolError,
     binary_response,
     body_limit,
@@ -96,7 +96,7 @@ def metadata(classifier: Classifier, max_bytes: int, max_files: int) -> dict[str
         "inputs": [{"name": INPUT, "datatype": "BYTES", "shape": [-1]}],
         "outputs": [
             {"name": name, "datatype": output.datatype, "shape": [-1, *output.shape]}
-            for name, output in OUTPUTS.items()
+            for name, output in OUTPUT_TENSORS.items()
         ],
         "parameters": {
             "input": f"{INPUT}: one encoded image (JPEG, PNG, WebP, GIF, BMP, TIFF) per element; base64 strings in JSON",

@@ -6,7 +6,7 @@ service's max_files of them, each at most its upload limit. In JSON each element
 KServe convention; `"parameters": {"content_type": "base64"}` may say so); with the binary tensor data
 extension (request header Inference-Header-Content-Length: the JSON header's length, the tensors' raw bytes
 after it, `parameters.binary_data_size` per input) the elements are each a 4-byte little-endian length and
-the bytes. OUTPUTS below are the answers; a request's `outputs` chooses among them, and each is binary when
+the bytes. OUTPUT_TENSORS below are the answers; a request's `outputs` chooses among them, and each is binary when
 its `parameters.binary_data` (or the request's `parameters.binary_data_output`) is true.
 
 A request the protocol refuses raises ProtocolError: 400 naming what is wrong (the element, where there is one),
@@ -36,20 +36,22 @@ HEADER_LIMIT = MULTIPART_OVERHEAD
 
 
 @dataclass(frozen=True)
-class Output:
+class OutputTensor:
     datatype: str  # "BYTES" or "FP32"
     shape: tuple[int, ...]  # per image (N comes first)
     values: Callable[[Prediction], Any]  # one image's value(s)
 
 
-OUTPUTS: dict[str, Output] = {
-    "verdict": Output("BYTES", (), lambda p: p.verdict),
+OUTPUT_TENSORS: dict[str, OutputTensor] = {
+    "verdict": OutputTensor("BYTES", (), lambda p: p.verdict),
     # NaN (null in JSON) when the verdict is "neither", which the head cannot judge.
-    "probability": Output("FP32", (), lambda p: math.nan if p.probability is None else p.probability),
-    "evidence": Output("FP32", (), lambda p: p.evidence),
-    "imagenet_labels": Output("BYTES", (TOP_LABELS,), lambda p: [label.name for label in p.imagenet]),
-    "imagenet_probabilities": Output("FP32", (TOP_LABELS,), lambda p: [label.probability for label in p.imagenet]),
-    "reason": Output("BYTES", (), lambda p: p.reason or ""),  # "" unless the verdict is "neither"
+    "probability": OutputTensor("FP32", (), lambda p: math.nan if p.probability is None else p.probability),
+    "evidence": OutputTensor("FP32", (), lambda p: p.evidence),
+    "imagenet_labels": OutputTensor("BYTES", (TOP_LABELS,), lambda p: [label.name for label in p.imagenet]),
+    "imagenet_probabilities": OutputTensor(
+        "FP32", (TOP_LABELS,), lambda p: [label.probability for label in p.imagenet]
+    ),
+    "reason": OutputTensor("BYTES", (), lambda p: p.reason or ""),  # "" unless the verdict is "neither"
 }
 OUTPUT_NOTES = {
     "verdict": "muffin, chihuahua or neither",
@@ -199,14 +201,14 @@ def _requested(header: dict[str, Any]) -> tuple[list[str], dict[str, bool]]:
         raise ProtocolError(400, f"binary_data_output must be true or false, not {default!r}")
     asked = header.get("outputs")
     if asked is None:
-        return list(OUTPUTS), dict.fromkeys(OUTPUTS, default)
+        return list(OUTPUT_TENSORS), dict.fromkeys(OUTPUT_TENSORS, default)
     if not isinstance(asked, list) or not all(isinstance(tensor, dict) for tensor in asked):
         raise ProtocolError(400, "'outputs' must be a list of objects with a 'name'")
     names, binary = [], {}
     for tensor in asked:
         name = tensor.get("name")
-        if name not in OUTPUTS:
-            raise ProtocolError(400, f"unknown output {name!r}: the outputs are {', '.join(OUTPUTS)}")
+        if name not in OUTPUT_TENSORS:
+            raise ProtocolError(400, f"unknown output {name!r}: the outputs are {', '.join(OUTPUT_TENSORS)}")
         choice = _parameters(tensor, f"the output {name!r}").get("binary_data", default)
         if not isinstance(choice, bool):
             raise ProtocolError(400, f"the output {name!r}'s binary_data must be true or false, not {choice!r}")
@@ -222,7 +224,7 @@ def encode_outputs(
     """The response's output tensors and, in the same order, the raw data of those sent as binary."""
     tensors, tail = [], []
     for name in names:
-        output = OUTPUTS[name]
+        output = OUTPUT_TENSORS[name]
         values = [output.values(prediction) for prediction in predictions]
         tensor: dict[str, Any] = {"name": name, "datatype": output.datatype, "shape": [len(values), *output.shape]}
         flat = [value for row in values for value in row] if output.shape else values

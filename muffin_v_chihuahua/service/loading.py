@@ -45,7 +45,7 @@ async def not_ready_answer(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"status": status, "detail": error.detail}, status_code=503, headers=error.headers)
 
 
-class Model:
+class ModelLoader:
     """The Classifier and its identity, filled in by a background thread; `classifier` is None until then."""
 
     def __init__(self, load_model: Callable[[], Classifier]):
@@ -94,7 +94,7 @@ class Model:
 
 def ready_model(request: Request) -> Classifier:
     """The routes' one dependency on the model: the app's (create_app puts it in app.state.model), once loaded."""
-    model: Model = request.app.state.model
+    model: ModelLoader = request.app.state.model
     return model.ready()
 
 
