@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from PIL import Image
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 CHROMIUM = "/usr/bin/chromium"
@@ -19,6 +21,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Chromium's error for loads it aborted because the machine's network interfaces changed.
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
 # A rendered verdict line: "muffin 🍪 99.8% ✅".
 VERDICT = re.compile(r"^(muffin|chihuahua|neither) \S+ \d+\.\d%")
 
@@ -27,12 +31,37 @@ DESKTOP = {"width": 1280, "height": 1400}
 PHONE = {"width": 390, "height": 844}  # CSS pixels: a current phone held upright
 
 
-def open_page(browser, url: str, **options):
+def open_page(browser, url: str, timeout: float = 60.0, **options):
     """A new page (its own browser context: `options` are its viewport, permissions...), the demo verdicts shown."""
     page = browser.new_page(**{"viewport": DESKTOP, **options})
-    page.goto(url)
-    wait_for_verdicts(page, 3)
-    return page
+    seen: list[str] = []  # what the browser reports going wrong, said if the verdicts never come
+    page.on("console", lambda message: message.type == "error" and seen.append(f"console: {message.text}"))
+    page.on("pageerror", lambda error: seen.append(f"page error: {error}"))
+    page.on("requestfailed", lambda request: seen.append(f"request failed: {request.url} {request.failure}"))
+    deadline = time.monotonic() + timeout
+
+    def load() -> None:
+        try:
+            page.goto(url, wait_until="commit")
+        except PlaywrightError as error:  # the page itself aborted: said, and loaded again below
+            if NETWORK_CHANGED not in str(error):
+                raise
+            seen.append(f"load failed: {error}")
+
+    load()
+    while True:
+        try:
+            wait_for_verdicts(page, 3, timeout=2_000)
+            return page
+        except AssertionError as error:
+            if time.monotonic() > deadline:
+                raise AssertionError("\n".join([str(error), "the browser said:", *seen])) from error
+        if any(NETWORK_CHANGED in line for line in seen):
+            # A container a test has just started changes this machine's network interfaces: Chromium then aborts
+            # its loads in flight, and Streamlit's frontend, missing a script, never starts. Not the page's doing:
+            # load it again.
+            seen.clear()
+            load()
 
 
 def verdicts(page) -> list[str]:
