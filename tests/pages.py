@@ -49,19 +49,17 @@ def open_page(browser, url: str, timeout: float = 60.0, **options):
             seen.append(f"load failed: {error}")
 
     load()
-    while True:
-        try:
-            wait_for_verdicts(page, 3, timeout=2_000)
-            return page
-        except AssertionError as error:
-            if time.monotonic() > deadline:
-                raise AssertionError("\n".join([str(error), "the browser said:", *seen])) from error
+    while not shows_verdicts(page, 3, timeout=2_000):
+        if time.monotonic() > deadline:
+            said = "\n".join(["the browser said:", *seen])
+            raise AssertionError(f"3 verdicts not shown in {timeout:.0f} s; {what_it_shows(page)}\n{said}")
         if any(NETWORK_CHANGED in line for line in seen):
             # A container a test has just started changes this machine's network interfaces: Chromium then aborts
             # its loads in flight, and Streamlit's frontend, missing a script, never starts. Not the page's doing:
             # load it again.
             seen.clear()
             load()
+    return page
 
 
 def verdicts(page) -> list[str]:
@@ -70,7 +68,8 @@ def verdicts(page) -> list[str]:
     ]
 
 
-def wait_for_verdicts(page, count: int, timeout: float = 60_000) -> None:
+def shows_verdicts(page, count: int, timeout: float) -> bool:
+    """Whether the page shows `count` verdicts within `timeout` ms."""
     try:
         page.wait_for_function(
             """([pattern, count]) => [...document.querySelectorAll('[data-testid=stMarkdownContainer] p')]
@@ -78,10 +77,18 @@ def wait_for_verdicts(page, count: int, timeout: float = 60_000) -> None:
             arg=[VERDICT.pattern, count],
             timeout=timeout,
         )
-    except PlaywrightTimeoutError as error:  # say what the page showed instead
-        raise AssertionError(
-            f"{count} verdicts not shown in {timeout / 1000:.0f} s; the page showed:\n{page.inner_text('body')}"
-        ) from error
+    except PlaywrightTimeoutError:
+        return False
+    return True
+
+
+def what_it_shows(page) -> str:
+    return f"the page showed:\n{page.inner_text('body')}"
+
+
+def wait_for_verdicts(page, count: int, timeout: float = 60_000) -> None:
+    if not shows_verdicts(page, count, timeout):
+        raise AssertionError(f"{count} verdicts not shown in {timeout / 1000:.0f} s; {what_it_shows(page)}")
 
 
 def wait_for_pictures(page, count: int, timeout: float = 30_000) -> None:
