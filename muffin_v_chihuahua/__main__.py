@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, NoReturn, TypeAlias
 from muffin_v_chihuahua import __version__, cpus, engines, uploads
 from muffin_v_chihuahua.card import ModelFilesError
 from muffin_v_chihuahua.environment import (
+    ENGINE_VARIABLE,
     INFERENCE_URL_VARIABLE,
     MODEL_DIR_VARIABLE,
     NEITHER_THRESHOLD_VARIABLE,
+    PRECISION_VARIABLE,
     SettingError,
     engine_from_environment,
     model_dir_from_environment,
@@ -64,8 +66,8 @@ def run_demo(
     defaults = [f"{key}={value}" for key, value in DEMO_DEFAULTS.items() if key not in given]
     environment = dict(os.environ)
     if not environment.get(INFERENCE_URL_VARIABLE, "").strip():  # a front end runs no model: needs no engine
-        environment[engines.ENGINE_VARIABLE] = engines.resolve(engine)
-        environment[engines.PRECISION_VARIABLE] = precision
+        environment[ENGINE_VARIABLE] = engines.resolve(engine)
+        environment[PRECISION_VARIABLE] = precision
     if model_dir is not None:
         environment[MODEL_DIR_VARIABLE] = str(model_dir.resolve())
     if neither_threshold is not None:
@@ -305,13 +307,13 @@ def model_options() -> argparse.ArgumentParser:
         "--engine",
         choices=engines.ENGINES,
         default=engine_from_environment(),
-        help=f"which engine runs the model (default: ${engines.ENGINE_VARIABLE}, else auto: the best one installed)",
+        help=f"which engine runs the model (default: ${ENGINE_VARIABLE}, else auto: the best one installed)",
     )
     model.add_argument(
         "--precision",
         choices=engines.PRECISIONS,
         default=precision_from_environment(),
-        help=f"the model file's precision (default: ${engines.PRECISION_VARIABLE}, else auto: int8 when the model has "
+        help=f"the model file's precision (default: ${PRECISION_VARIABLE}, else auto: int8 when the model has "
         "it and the engine runs it, else float32)",
     )
     model.add_argument(

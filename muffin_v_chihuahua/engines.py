@@ -18,11 +18,9 @@ if TYPE_CHECKING:  # annotations only: run-demo imports this module and hands ov
     import onnxruntime
 
 ENGINES = ("auto", "onnx", "keras")
-ENGINE_VARIABLE = "MUFFIN_V_CHIHUAHUA_ENGINE"  # how the page and the container choose
 # The precision is the model file's, not the runtime's, so it is its own choice: "auto" runs the fastest file the
 # card names for the engine (the build names the int8 file only once it passed its gates, builders/quantize.py).
 PRECISIONS = ("auto", "int8", "float32")
-PRECISION_VARIABLE = "MUFFIN_V_CHIHUAHUA_PRECISION"
 # Each engine's model files, as the card's "files" names them, fastest first. The keras engine runs the .h5 only.
 MODEL_FILES = {"onnx": {"int8": "onnx-int8", "float32": "onnx"}, "keras": {"float32": "keras"}}
 

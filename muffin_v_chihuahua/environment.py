@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from muffin_v_chihuahua import engines
-
 T = TypeVar("T")
+ENGINE_VARIABLE = "MUFFIN_V_CHIHUAHUA_ENGINE"  # how the page and the container choose the engine (engines.ENGINES)
+PRECISION_VARIABLE = "MUFFIN_V_CHIHUAHUA_PRECISION"  # and the model file's precision (engines.PRECISIONS)
 # A model folder released apart from the app (run-demo, serve, predict and info take it as --model-dir).
 MODEL_DIR_VARIABLE = "MUFFIN_V_CHIHUAHUA_MODEL_DIR"
 # The "neither" rule's operating point (evidence.py) for the page, the service and the containers; predict's
@@ -58,9 +58,9 @@ def model_dir_from_environment() -> Path | None:
 
 def engine_from_environment() -> str:
     """The engine MUFFIN_V_CHIHUAHUA_ENGINE names, or "auto": the default of the page, the service and the CLI."""
-    return setting(engines.ENGINE_VARIABLE, str, "auto")
+    return setting(ENGINE_VARIABLE, str, "auto")
 
 
 def precision_from_environment() -> str:
     """The precision MUFFIN_V_CHIHUAHUA_PRECISION names, or "auto"."""
-    return setting(engines.PRECISION_VARIABLE, str, "auto")
+    return setting(PRECISION_VARIABLE, str, "auto")

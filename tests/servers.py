@@ -31,7 +31,7 @@ import pytest
 import requests
 import urllib3
 
-from muffin_v_chihuahua import engines
+from muffin_v_chihuahua.environment import ENGINE_VARIABLE
 from tests import corpus
 
 PACKAGE = Path(__file__).resolve().parents[1] / "muffin_v_chihuahua"
@@ -192,7 +192,7 @@ class ServiceProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = clean_env(**(env or {}))
-        self.env.pop(engines.ENGINE_VARIABLE, None)
+        self.env.pop(ENGINE_VARIABLE, None)
         if log is None:
             descriptor, log = tempfile.mkstemp(prefix="service-", suffix=".log")
             os.close(descriptor)

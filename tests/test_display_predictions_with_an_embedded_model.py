@@ -10,8 +10,8 @@ from PIL import Image, PngImagePlugin
 from streamlit.testing.v1 import AppTest
 
 import muffin_v_chihuahua
-from muffin_v_chihuahua import engines, prediction_slots
-from muffin_v_chihuahua.environment import MODEL_DIR_VARIABLE
+from muffin_v_chihuahua import prediction_slots
+from muffin_v_chihuahua.environment import ENGINE_VARIABLE, MODEL_DIR_VARIABLE
 from tests import corpus
 from tests.conftest import DEFAULT_FILES, PACKAGE
 
@@ -22,7 +22,7 @@ VERDICT_MARKS = ("✅", "❌")
 
 @pytest.fixture
 def page(engine, monkeypatch) -> AppTest:
-    monkeypatch.setenv(engines.ENGINE_VARIABLE, engine)
+    monkeypatch.setenv(ENGINE_VARIABLE, engine)
     app = AppTest.from_file(str(PAGE), default_timeout=180)
     app.run()
     assert not app.exception
@@ -96,7 +96,7 @@ def test_the_model_card_engine_and_upload_limit_are_shown(page, engine):
 def model_folder(tmp_path, monkeypatch) -> Path:
     """A copy of the model folder (the onnx engine's files), which the page takes from MUFFIN_V_CHIHUAHUA_MODEL_DIR."""
     folder = Path(shutil.copytree(PACKAGE / "model", tmp_path / "model", ignore=shutil.ignore_patterns("*.h5")))
-    monkeypatch.setenv(engines.ENGINE_VARIABLE, "onnx")
+    monkeypatch.setenv(ENGINE_VARIABLE, "onnx")
     monkeypatch.setenv(MODEL_DIR_VARIABLE, str(folder))
     return folder
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from muffin_v_chihuahua.engines import ENGINE_VARIABLE, PRECISION_VARIABLE
 from muffin_v_chihuahua.environment import (
+    ENGINE_VARIABLE,
+    PRECISION_VARIABLE,
     SettingError,
     engine_from_environment,
     precision_from_environment,

@@ -8,8 +8,14 @@ import os
 
 import pytest
 
-from muffin_v_chihuahua import engines, uploads
-from muffin_v_chihuahua.environment import MODEL_DIR_VARIABLE, NEITHER_THRESHOLD_VARIABLE, SettingError
+from muffin_v_chihuahua import uploads
+from muffin_v_chihuahua.environment import (
+    ENGINE_VARIABLE,
+    MODEL_DIR_VARIABLE,
+    NEITHER_THRESHOLD_VARIABLE,
+    PRECISION_VARIABLE,
+    SettingError,
+)
 from muffin_v_chihuahua.service.bodies import MULTIPART_OVERHEAD
 from muffin_v_chihuahua.service.settings import (
     LOG_FORMAT_VARIABLE,
@@ -21,8 +27,8 @@ from muffin_v_chihuahua.service.settings import (
 )
 
 VARIABLES = (
-    engines.ENGINE_VARIABLE,
-    engines.PRECISION_VARIABLE,
+    ENGINE_VARIABLE,
+    PRECISION_VARIABLE,
     MODEL_DIR_VARIABLE,
     NEITHER_THRESHOLD_VARIABLE,
     MAX_UPLOAD_MB_VARIABLE,
@@ -58,8 +64,8 @@ def test_no_variable_gives_the_defaults():
 
 def test_every_variable_is_read(monkeypatch, tmp_path):
     values = {
-        engines.ENGINE_VARIABLE: "onnx",
-        engines.PRECISION_VARIABLE: "float32",
+        ENGINE_VARIABLE: "onnx",
+        PRECISION_VARIABLE: "float32",
         MODEL_DIR_VARIABLE: str(tmp_path),
         NEITHER_THRESHOLD_VARIABLE: "0.25",
         MAX_UPLOAD_MB_VARIABLE: "0.5",
@@ -88,8 +94,8 @@ def test_the_limits_in_bytes():
 
 
 def test_the_command_lines_options_win_over_the_variables(monkeypatch, tmp_path):
-    monkeypatch.setenv(engines.ENGINE_VARIABLE, "keras")
-    monkeypatch.setenv(engines.PRECISION_VARIABLE, "float32")
+    monkeypatch.setenv(ENGINE_VARIABLE, "keras")
+    monkeypatch.setenv(PRECISION_VARIABLE, "float32")
     monkeypatch.setenv(MODEL_DIR_VARIABLE, str(tmp_path / "from-the-variable"))
     monkeypatch.setenv(NEITHER_THRESHOLD_VARIABLE, "0.9")
     given = Settings.from_environment(
@@ -106,8 +112,8 @@ def test_the_command_lines_options_win_over_the_variables(monkeypatch, tmp_path)
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
-        (engines.ENGINE_VARIABLE, "tensorrt", "must be one of auto, onnx, keras, not 'tensorrt'"),
-        (engines.PRECISION_VARIABLE, "int4", "must be one of auto, int8, float32, not 'int4'"),
+        (ENGINE_VARIABLE, "tensorrt", "must be one of auto, onnx, keras, not 'tensorrt'"),
+        (PRECISION_VARIABLE, "int4", "must be one of auto, int8, float32, not 'int4'"),
         (NEITHER_THRESHOLD_VARIABLE, "high", "could not convert string to float"),
         (NEITHER_THRESHOLD_VARIABLE, "1.5", "from 0 to 1"),
         (MAX_UPLOAD_MB_VARIABLE, "lots", "is not a valid float"),

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from muffin_v_chihuahua import engines, uploads
 from muffin_v_chihuahua.environment import (
+    ENGINE_VARIABLE,
     NEITHER_THRESHOLD_VARIABLE,
+    PRECISION_VARIABLE,
     SettingError,
     engine_from_environment,
     model_dir_from_environment,
@@ -49,10 +51,10 @@ class Settings:
 
     def __post_init__(self) -> None:
         checks = [  # (field, its variable, whether its value is usable, what a usable one is)
-            ("engine", engines.ENGINE_VARIABLE, self.engine in engines.ENGINES, f"one of {', '.join(engines.ENGINES)}"),
+            ("engine", ENGINE_VARIABLE, self.engine in engines.ENGINES, f"one of {', '.join(engines.ENGINES)}"),
             (
                 "precision",
-                engines.PRECISION_VARIABLE,
+                PRECISION_VARIABLE,
                 self.precision in engines.PRECISIONS,
                 f"one of {', '.join(engines.PRECISIONS)}",
             ),
