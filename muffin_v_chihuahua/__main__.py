@@ -72,7 +72,7 @@ def run_demo(
         environment[MODEL_DIR_VARIABLE] = str(model_dir.resolve())
     if neither_threshold is not None:
         environment[NEITHER_THRESHOLD_VARIABLE] = str(neither_threshold)
-    command = [sys.executable, "-m", "streamlit", "run", str(PAGE), *defaults, *streamlit_options]
+    command = [sys.executable, "-m", "muffin_v_chihuahua.page_server", "run", str(PAGE), *defaults, *streamlit_options]
     sys.stdout.flush()
     os.execve(sys.executable, command, environment)
 

@@ -1,8 +1,8 @@
 """The Streamlit page: demo photos, uploads and a camera photo, each with the model's verdict; the uploads'
 verdicts as CSV.
 
-Started by `muffin-v-chihuahua run-demo` (python -m streamlit run <this file>). Streamlit reruns this
-script on every interaction; the model is loaded once per process by st.cache_resource, and photo_predictions
+Started by `muffin-v-chihuahua run-demo` (page_server: `streamlit run <this file>`). Streamlit reruns this
+script on every interaction; the model is loaded once per process (page_model), and photo_predictions
 predicts only the photos it has not seen, a bounded number at once (prediction_slots).
 With INFERENCE_URL set, the page is a front end: the service there (`muffin-v-chihuahua serve`) predicts.
 Else MUFFIN_V_CHIHUAHUA_MODEL_DIR names the model folder (`run-demo --model-dir`; default: the package's).
@@ -14,25 +14,25 @@ from __future__ import annotations
 
 import os
 import random
-import sys
-import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import streamlit as st
 from PIL import Image
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from muffin_v_chihuahua import __version__, demo, engines, heatmaps, images, prediction_slots, remote, verdicts_csv
-from muffin_v_chihuahua.classifier import Classifier, ModelFilesError, Prediction
-from muffin_v_chihuahua.environment import (
-    INFERENCE_URL_VARIABLE,
-    SettingError,
-    engine_from_environment,
-    model_dir_from_environment,
-    neither_threshold_from_environment,
-    precision_from_environment,
+from muffin_v_chihuahua import (
+    __version__,
+    demo,
+    engines,
+    heatmaps,
+    images,
+    page_model,
+    prediction_slots,
+    remote,
+    verdicts_csv,
 )
+from muffin_v_chihuahua.classifier import ModelFilesError, Prediction
+from muffin_v_chihuahua.environment import INFERENCE_URL_VARIABLE, SettingError
 from muffin_v_chihuahua.photo_predictions import PhotoClassifier, Result, predict_photos, shared_cache
 from muffin_v_chihuahua.uploads import MAX_UPLOAD_MB
 
@@ -44,19 +44,6 @@ EVIDENCE_HELP = (
     "Evidence: the head's class's probability against the likeliest thing ImageNet knows that is not it (a bagel, "
     "a French bulldog...). Too little, and the photo is neither (the model card's threshold)."
 )
-
-
-@st.cache_resource(show_spinner="Loading the model…")
-def load_classifier(engine: str, precision: str, model_dir: Path | None, neither_threshold: float | None) -> Classifier:
-    started = time.monotonic()
-    classifier = Classifier(engine, model_dir, precision, neither_threshold)
-    # One line per load in the server's log: every browser session shares this one model.
-    print(
-        f"muffin-v-chihuahua: model loaded ({classifier.engine}) in {time.monotonic() - started:.2f} s",
-        file=sys.stderr,
-        flush=True,
-    )
-    return classifier
 
 
 # Front-end mode. A failure raises, and st.cache_resource never caches an exception, so the next run asks
@@ -197,12 +184,8 @@ try:
     if inference_url:
         model = connect_to_service(inference_url)
     else:
-        model = load_classifier(
-            engine_from_environment(),
-            precision_from_environment(),
-            model_dir_from_environment(),
-            neither_threshold_from_environment(),
-        )
+        with st.spinner("Loading the model…"):  # shown only if it takes over half a second: not once it is loaded
+            model = page_model.classifier_from_environment()
 except (engines.EngineUnavailable, ModelFilesError, SettingError) as error:
     st.error(f"The model cannot run here: {error}")
     st.stop()
