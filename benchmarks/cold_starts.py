@@ -2,11 +2,14 @@
 
 `run-demo` is timed against the least Streamlit page (benchmarks/bare_page.py): both started the same way (Streamlit
 from the same venv, with run-demo's own options), waited for the same way (three verdict marks shown in the same
-headless Chromium), in turns, so that the ratio holds on a busy machine when the seconds do not.
+headless Chromium), in turns, so that the ratio holds on a busy machine when the seconds do not. Twice: Chromium
+sharing the servers' cores, and on a core of its own, as a visitor's browser runs on another machine than the server
+(which loads the page's model while the browser loads Streamlit's frontend: page_server.py).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -33,6 +36,7 @@ BARE = "the least Streamlit page (benchmarks/bare_page.py), to its 3 marks in Ch
 IMPORTS = "`run-demo`'s own imports before it becomes Streamlit (`python -X importtime ... run-demo --help`)"
 HEAVY_MODULES = ("numpy", "PIL")  # run-demo hands over to Streamlit without them: the page imports its own
 PAGE_RUNS = {"onnx": 5, "keras": 2}
+APART = ", Chromium on a core of its own"  # added to PAGE and BARE: the browser pinned apart from the servers
 
 
 def cold_predict(venv: Path, contender: str) -> dict:
@@ -65,9 +69,11 @@ def streamlit_options(port: int) -> list:
     ]
 
 
-def cold_page(command: list, log_name: str, port: int, browser) -> dict:
-    """A page's server from a fresh process: seconds to a healthy server, to Streamlit's frontend loaded in Chromium
-    (its load event) and to three verdict marks shown; the peak RSS of its process group."""
+def cold_page(command: list, log_name: str, port: int, browser, server_cpus: list[int] | None) -> dict:
+    """A page's server from a fresh process (on server_cpus, if given): seconds to a healthy server, to Streamlit's
+    frontend loaded in Chromium (its load event) and to three verdict marks shown; the peak RSS of its process group."""
+    if server_cpus:
+        command = ["taskset", "--cpu-list", ",".join(map(str, server_cpus)), *command]
     started = time.perf_counter()
     process = start(command, log_name, stdout=subprocess.DEVNULL)
     try:
@@ -83,16 +89,16 @@ def cold_page(command: list, log_name: str, port: int, browser) -> dict:
     return {"health_seconds": healthy, "loaded_seconds": loaded, "seconds": shown, "peak_mb": peak}
 
 
-def run_demo(venv: Path, engine: str, browser) -> dict:
+def run_demo(venv: Path, engine: str, browser, server_cpus: list[int] | None = None) -> dict:
     port = free_port()
     command = [venv / "bin" / "muffin-v-chihuahua", "run-demo", "--engine", engine, *streamlit_options(port)]
-    return cold_page(command, f"run-demo-{engine}", port, browser)
+    return cold_page(command, f"run-demo-{engine}", port, browser, server_cpus)
 
 
-def bare_page(venv: Path, browser) -> dict:
+def bare_page(venv: Path, browser, server_cpus: list[int] | None = None) -> dict:
     port = free_port()
     command = [venv / "bin" / "python", "-m", "streamlit", "run", BARE_PAGE, *streamlit_options(port)]
-    return cold_page(command, "bare-page", port, browser)
+    return cold_page(command, "bare-page", port, browser, server_cpus)
 
 
 def pre_exec_imports(venv: Path, runs: int = 5) -> dict:
@@ -135,6 +141,35 @@ def cold_service(venv: Path, engine: str) -> dict:
     return {"seconds": seconds, "peak_mb": peak}
 
 
+def page_rows(
+    engine: str, venv: Path, app_venv: Path, browser, runs: int, server_cpus: list[int] | None = None
+) -> list[dict]:
+    """run-demo and the least page, in turns: their phases' medians, as rows (`what` marked APART with server_cpus)."""
+    pages, bares = [], []
+    for _ in range(runs):  # in turns: both see the same load
+        pages.append(run_demo(venv, engine, browser, server_cpus))
+        bares.append(bare_page(app_venv, browser, server_cpus))
+    page, bare = (
+        {key: float(np.median([r[key] for r in results])) for key in results[0]} for results in (pages, bares)
+    )
+    apart = APART if server_cpus else ""
+    return [
+        *(
+            {"what": what + apart, "engine": engine, "venv": venv, "seconds": page[key], "runs": runs}
+            for what, key in (
+                ("`run-demo`, to /_stcore/health 200", "health_seconds"),
+                ("`run-demo`, to Streamlit's frontend loaded in Chromium", "loaded_seconds"),
+            )
+        ),
+        {"what": PAGE + apart, "engine": engine, "venv": venv, **page, "runs": runs},
+        {"what": BARE + apart, "engine": engine, "venv": app_venv, **bare, "runs": runs, "page": page["seconds"]},
+    ]
+
+
+def launched(playwright):
+    return playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=BROWSER_ARGS)
+
+
 def cold_starts(app_venv: Path, keras_venv: Path, dev_venv: Path) -> list[dict]:
     from playwright.sync_api import sync_playwright
 
@@ -150,25 +185,20 @@ def cold_starts(app_venv: Path, keras_venv: Path, dev_venv: Path) -> list[dict]:
     ]
     rows.append({"what": IMPORTS, "engine": "–", "venv": app_venv, **pre_exec_imports(app_venv)})
     with sync_playwright() as playwright:  # the browser is up before the clock starts, as a visitor's is
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=BROWSER_ARGS)
+        browser = launched(playwright)
         for engine, runs in PAGE_RUNS.items():
-            pages, bares = [], []
-            for _ in range(runs):  # in turns: both see the same load
-                pages.append(run_demo(venvs[engine], engine, browser))
-                bares.append(bare_page(app_venv, browser))
-            page, bare = (
-                {key: float(np.median([r[key] for r in results])) for key in results[0]} for results in (pages, bares)
-            )
-            for what, key in (
-                ("`run-demo`, to /_stcore/health 200", "health_seconds"),
-                ("`run-demo`, to Streamlit's frontend loaded in Chromium", "loaded_seconds"),
-            ):
-                rows.append({"what": what, "engine": engine, "venv": venvs[engine], "seconds": page[key], "runs": runs})
-            rows.append({"what": PAGE, "engine": engine, "venv": venvs[engine], **page, "runs": runs})
-            rows.append(
-                {"what": BARE, "engine": engine, "venv": app_venv, **bare, "runs": runs, "page": page["seconds"]}
-            )
+            rows += page_rows(engine, venvs[engine], app_venv, browser, runs)
         browser.close()
+    cpus, own = sorted(os.sched_getaffinity(0)), os.sched_getaffinity(0)
+    if len(cpus) > 1:
+        os.sched_setaffinity(0, cpus[-1:])  # Chromium (and Playwright's driver) inherit it; the servers get the rest
+        try:
+            with sync_playwright() as playwright:
+                browser = launched(playwright)
+                rows += page_rows("onnx", app_venv, app_venv, browser, PAGE_RUNS["onnx"], cpus[:-1])
+                browser.close()
+        finally:
+            os.sched_setaffinity(0, own)
     rows += [
         {
             "what": "`serve`, to GET / 200",

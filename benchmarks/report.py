@@ -395,7 +395,7 @@ def page_phases(cold: list[dict]) -> str:
     )
     bare = next(row for row in cold if row["what"] == cold_starts.BARE and row["engine"] == "onnx")
     return (
-        f"`run-demo` with onnx, {seconds[cold_starts.PAGE]:.2f} s to the verdicts, {page_ratio(cold, 'onnx'):.2f}× "
+        f"`run-demo` with onnx, {seconds[cold_starts.PAGE]:.2f} s to the verdicts, {bare['page'] / bare['seconds']:.2f}× "
         f"the least Streamlit page's {bare['seconds']:.2f} s: the server answers its health check at {health:.2f} s "
         f"(the least page's at {bare['health_seconds']:.2f} s), Chromium has loaded Streamlit's frontend "
         f"{loaded - health:.2f} s later, and the page's first run (its imports, loading the model, three predictions) "
@@ -404,9 +404,10 @@ def page_phases(cold: list[dict]) -> str:
     )
 
 
-def page_ratio(cold: list[dict], engine: str) -> float:
-    bare = next(row for row in cold if row["what"] == cold_starts.BARE and row["engine"] == engine)
-    return bare["page"] / bare["seconds"]
+def page_ratio(cold: list[dict], engine: str, apart: str = "") -> float | None:
+    """run-demo's seconds to its verdicts over the least page's (with apart: Chromium on its own core), if measured."""
+    bares = [row for row in cold if row["what"] == cold_starts.BARE + apart and row["engine"] == engine]
+    return bares[0]["page"] / bares[0]["seconds"] if bares else None
 
 
 def other_targets(digests: dict, cold: list[dict]) -> list[list]:
@@ -435,14 +436,17 @@ def other_targets(digests: dict, cold: list[dict]) -> list[list]:
             met(predict["seconds"], TARGETS[cold_starts.PREDICT]),
         ]
     )
-    ratio = page_ratio(cold, "onnx")
-    rows.append(
-        [
-            f"{cold_starts.PAGE}, onnx, within {TARGETS['page_ratio']}× the least Streamlit page's (in turns)",
-            f"{ratio:.2f}×",
-            met(ratio, TARGETS["page_ratio"]),
-        ]
-    )
+    for apart in ("", cold_starts.APART):
+        ratio = page_ratio(cold, "onnx", apart)
+        if ratio is not None:
+            rows.append(
+                [
+                    f"{cold_starts.PAGE}{apart}, onnx, within {TARGETS['page_ratio']}× the least Streamlit page's "
+                    "(in turns)",
+                    f"{ratio:.2f}×",
+                    met(ratio, TARGETS["page_ratio"]),
+                ]
+            )
     return rows
 
 
