@@ -189,7 +189,8 @@ def cold_starts(app_venv: Path, keras_venv: Path, dev_venv: Path) -> list[dict]:
         for engine, runs in PAGE_RUNS.items():
             rows += page_rows(engine, venvs[engine], app_venv, browser, runs)
         browser.close()
-    cpus, own = sorted(os.sched_getaffinity(0)), os.sched_getaffinity(0)
+    own = os.sched_getaffinity(0)
+    cpus = sorted(own)
     if len(cpus) > 1:
         os.sched_setaffinity(0, cpus[-1:])  # Chromium (and Playwright's driver) inherit it; the servers get the rest
         try:

@@ -23,7 +23,6 @@ from streamlit.runtime.uploaded_file_manager import UploadedFile
 from muffin_v_chihuahua import (
     __version__,
     demo,
-    engines,
     heatmaps,
     images,
     page_model,
@@ -31,8 +30,8 @@ from muffin_v_chihuahua import (
     remote,
     verdicts_csv,
 )
-from muffin_v_chihuahua.classifier import ModelFilesError, Prediction
-from muffin_v_chihuahua.environment import INFERENCE_URL_VARIABLE, SettingError
+from muffin_v_chihuahua.classifier import Prediction
+from muffin_v_chihuahua.environment import INFERENCE_URL_VARIABLE
 from muffin_v_chihuahua.photo_predictions import PhotoClassifier, Result, predict_photos, shared_cache
 from muffin_v_chihuahua.uploads import MAX_UPLOAD_MB
 
@@ -186,7 +185,7 @@ try:
     else:
         with st.spinner("Loading the model…"):  # shown only if it takes over half a second: not once it is loaded
             model = page_model.classifier_from_environment()
-except (engines.EngineUnavailable, ModelFilesError, SettingError) as error:
+except page_model.CANNOT_LOAD as error:  # prediction_slots' SettingError among them
     st.error(f"The model cannot run here: {error}")
     st.stop()
 except remote.ServiceError as error:

@@ -10,13 +10,19 @@ from pathlib import Path
 
 import streamlit as st
 
-from muffin_v_chihuahua.classifier import Classifier
+from muffin_v_chihuahua import engines
+from muffin_v_chihuahua.classifier import Classifier, ModelFilesError
 from muffin_v_chihuahua.environment import (
+    SettingError,
     engine_from_environment,
     model_dir_from_environment,
     neither_threshold_from_environment,
     precision_from_environment,
 )
+
+# What loading the model can raise, to say as one line (an engine missing, a model file that fails its card, a bad
+# setting): page_server logs it, the page shows it.
+CANNOT_LOAD = (engines.EngineUnavailable, ModelFilesError, SettingError)
 
 
 # No spinner of its own: page_server calls it outside any page run, where Streamlit has no page to show one on.

@@ -27,13 +27,11 @@ def load_model_once_listening() -> None:
 
     while not runtime.exists() or runtime.get_instance().state is RuntimeState.INITIAL:
         time.sleep(POLL_SECONDS)
-    from muffin_v_chihuahua import engines, page_model
-    from muffin_v_chihuahua.card import ModelFilesError
-    from muffin_v_chihuahua.environment import SettingError
+    from muffin_v_chihuahua import page_model
 
     try:
         page_model.classifier_from_environment()
-    except (engines.EngineUnavailable, ModelFilesError, SettingError) as error:
+    except page_model.CANNOT_LOAD as error:
         print(f"muffin-v-chihuahua: the page's model is not loaded: {error}", file=sys.stderr, flush=True)
 
 
